@@ -1,0 +1,79 @@
+//! Accounts through NSS: name, uid and every group (getgrouplist), so that groups from
+//! LDAP or SSSD count as much as those in /etc/group.
+
+#![forbid(unsafe_code)]
+
+use std::ffi::CString;
+use std::fmt;
+
+use nix::errno::Errno;
+use nix::unistd::{getgrouplist, Gid, Group, User};
+
+use crate::username::UserName;
+
+/// An account as NSS knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub name: UserName,
+    pub uid: u32,
+    /// Names of the primary group and every supplementary group.
+    pub groups: Vec<String>,
+}
+
+/// A lookup that did not give a usable account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountError {
+    /// NSS does not know the name.
+    Unknown,
+    /// The passwd lookup itself failed (e.g. the directory server is down).
+    Lookup(Errno),
+    /// getgrouplist failed.
+    Groups(Errno),
+    /// A group id that NSS cannot name: policy on group names cannot be decided.
+    UnnamedGroup(u32),
+}
+
+impl fmt::Display for AccountError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown => f.write_str("no such account"),
+            Self::Lookup(e) => write!(f, "the account lookup failed: {}", e.desc()),
+            Self::Groups(e) => write!(f, "the group lookup (getgrouplist) failed: {}", e.desc()),
+            Self::UnnamedGroup(gid) => write!(f, "group id {gid} has no name in NSS"),
+        }
+    }
+}
+
+impl std::error::Error for AccountError {}
+
+/// Looks `name` up in NSS with all its groups. Any failure is an error, never a
+/// shorter group list: a missing group could otherwise demote a privileged account.
+pub fn lookup(name: &UserName) -> Result<Account, AccountError> {
+    let user = match User::from_name(name.as_str()) {
+        Ok(Some(user)) => user,
+        Ok(None) => return Err(AccountError::Unknown),
+        // glibc reports "not found" through these for some backends.
+        Err(Errno::ENOENT | Errno::ESRCH) => return Err(AccountError::Unknown),
+        Err(e) => return Err(AccountError::Lookup(e)),
+    };
+    // UserName cannot hold NUL, so this conversion cannot fail; treat failure as unknown.
+    let c_name = CString::new(name.as_str()).map_err(|_| AccountError::Unknown)?;
+    let gids = getgrouplist(&c_name, user.gid).map_err(AccountError::Groups)?;
+    let mut groups = Vec::with_capacity(gids.len());
+    for gid in gids {
+        groups.push(group_name(gid)?);
+    }
+    Ok(Account {
+        name: name.clone(),
+        uid: user.uid.as_raw(),
+        groups,
+    })
+}
+
+fn group_name(gid: Gid) -> Result<String, AccountError> {
+    match Group::from_gid(gid) {
+        Ok(Some(group)) => Ok(group.name),
+        Ok(None) => Err(AccountError::UnnamedGroup(gid.as_raw())),
+        Err(e) => Err(AccountError::Groups(e)),
+    }
+}

@@ -1,0 +1,228 @@
+//! The audit trail: one syslog line per decision, facility auth, sent as a datagram to
+//! the local syslog socket. Never a code, never a secret.
+
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The local syslog socket of journald, rsyslog and syslog-ng.
+pub const DEFAULT_SOCKET: &str = "/dev/log";
+
+const FACILITY_AUTH: u8 = 4;
+
+/// How serious a line is (syslog severities).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error = 3,
+    Warning = 4,
+    Info = 6,
+}
+
+/// How the module answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    Ignore,
+    Deny,
+    Error,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Ignore => "ignore",
+            Self::Deny => "deny",
+            Self::Error => "error",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::Success | Self::Ignore => Severity::Info,
+            Self::Deny => Severity::Warning,
+            Self::Error => Severity::Error,
+        }
+    }
+}
+
+/// One decision, as it goes into the log.
+#[derive(Clone, Debug)]
+pub struct Event<'a> {
+    pub service: &'a str,
+    pub user: &'a str,
+    pub rhost: &'a str,
+    /// `required`, `optional`, `exempt`, or `unknown` before the policy decided.
+    pub mode: &'a str,
+    /// The rule's name, `root`, `default`, or `-`.
+    pub rule: &'a str,
+    pub verdict: Verdict,
+    pub reason: &'a str,
+}
+
+impl Event<'_> {
+    /// The message part of the line: `service=... user=... ... reason="..."`.
+    pub fn message(&self) -> String {
+        let mut line = String::with_capacity(160);
+        for (key, value) in [
+            ("service", self.service),
+            ("user", self.user),
+            ("rhost", self.rhost),
+            ("mode", self.mode),
+            ("rule", self.rule),
+            ("outcome", self.verdict.name()),
+        ] {
+            let _ = write!(line, "{key}={} ", token(value));
+        }
+        let _ = write!(line, "reason=\"{}\"", quoted(self.reason));
+        line
+    }
+}
+
+/// Where audit lines go.
+pub trait Sink {
+    fn send(&self, severity: Severity, message: &str);
+}
+
+/// A syslog datagram socket (normally /dev/log).
+pub struct Syslog<'a> {
+    pub socket: &'a Path,
+}
+
+impl Sink for Syslog<'_> {
+    /// Best effort: a host without a syslog daemon loses the line, and the decision
+    /// stands. The line never goes to the console or to the caller's stderr.
+    fn send(&self, severity: Severity, message: &str) {
+        let datagram = frame(severity, message, SystemTime::now());
+        if let Ok(socket) = UnixDatagram::unbound() {
+            let _ = socket.send_to(datagram.as_bytes(), self.socket);
+        }
+    }
+}
+
+/// Writes an event to a sink at its verdict's severity.
+pub fn record(sink: &dyn Sink, event: &Event<'_>) {
+    sink.send(event.verdict.severity(), &event.message());
+}
+
+/// An RFC 3164 line: `<PRI>Mmm dd hh:mm:ss pam_mfa[pid]: message` (UTC; journald and
+/// rsyslog stamp their own time on local lines anyway).
+fn frame(severity: Severity, message: &str, at: SystemTime) -> String {
+    let priority = FACILITY_AUTH * 8 + severity as u8;
+    let secs = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (month, day) = month_day(secs / 86_400);
+    let of_day = secs % 86_400;
+    format!(
+        "<{priority}>{month} {day:>2} {:02}:{:02}:{:02} pam_mfa[{}]: {message}",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        std::process::id()
+    )
+}
+
+/// Month abbreviation and day of month of a day count since 1970-01-01
+/// (Howard Hinnant's civil-from-days).
+fn month_day(days: u64) -> (&'static str, u64) {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let z = days + 719_468;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (MONTHS[(month - 1) as usize], day)
+}
+
+/// A field value as one token: empty becomes `-`; spaces, quotes, `=` and control
+/// characters become `?`, so a hostile rhost cannot forge fields or lines.
+fn token(value: &str) -> String {
+    if value.is_empty() {
+        return "-".into();
+    }
+    value
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_control() || c.is_whitespace() || c == '"' || c == '=' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn quoted(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '"' || c == '\\' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn line_has_every_field_and_auth_facility() {
+        let event = Event {
+            service: "sshd",
+            user: "alice",
+            rhost: "",
+            mode: "required",
+            rule: "privileged",
+            verdict: Verdict::Deny,
+            reason: "wrong code",
+        };
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 2023-11-14 22:13:20 UTC
+        let line = frame(event.verdict.severity(), &event.message(), at);
+        let expected = format!(
+            "<36>Nov 14 22:13:20 pam_mfa[{}]: service=sshd user=alice rhost=- mode=required \
+             rule=privileged outcome=deny reason=\"wrong code\"",
+            std::process::id()
+        );
+        assert_eq!(line, expected);
+    }
+
+    #[test]
+    fn hostile_values_cannot_forge_fields_or_lines() {
+        let event = Event {
+            service: "sshd",
+            user: "bob",
+            rhost: "evil outcome=success\nx\"",
+            mode: "optional",
+            rule: "-",
+            verdict: Verdict::Error,
+            reason: "bad \"quote\"\nline",
+        };
+        let message = event.message();
+        assert!(!message.contains('\n'));
+        assert_eq!(message.matches("outcome=").count(), 1);
+        assert!(message.contains("rhost=evil?outcome?success?x?"));
+    }
+
+    #[test]
+    fn calendar_dates() {
+        assert_eq!(month_day(0), ("Jan", 1));
+        assert_eq!(month_day(19_782), ("Feb", 29)); // 2024-02-29
+        assert_eq!(month_day(20_818), ("Dec", 31)); // 2026-12-31
+    }
+}

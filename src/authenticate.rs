@@ -1,0 +1,421 @@
+//! The safe core of `pam_sm_authenticate`: (request, arguments, conversation, clock) to
+//! an [`Outcome`]. No FFI here; `pam/` turns the outcome into a PAM return code.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+use crate::accounts::{self, AccountError};
+use crate::audit::{self, Event, Sink, Syslog, Verdict};
+use crate::clock::Clock;
+use crate::otp::verify::{verify_hotp, verify_totp, Code, Rejection, Verified};
+use crate::pam::codes::PamCode;
+use crate::policy::{self, Mode, PolicyError};
+use crate::store::{Kind, State, Store, StoreError};
+use crate::username::UserName;
+
+/// The prompt every account sees, enrolled or not, known or not.
+pub const PROMPT: &str = "Verification code: ";
+
+/// What PAM told us about this attempt.
+#[derive(Debug, Default)]
+pub struct Request {
+    /// PAM_USER; None when PAM could not give a usable (UTF-8) name.
+    pub user: Option<String>,
+    pub service: String,
+    pub rhost: String,
+    /// The module's arguments from the PAM service file.
+    pub args: Vec<String>,
+}
+
+/// The application's conversation function.
+pub trait Conversation {
+    /// Asks with echo off. Ok(None) is a NULL answer.
+    fn ask_hidden(&mut self, prompt: &str)
+        -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError>;
+}
+
+/// The conversation function failed or answered nonsense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationError;
+
+impl fmt::Display for ConversationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the PAM conversation failed")
+    }
+}
+
+/// The module's arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub config: PathBuf,
+    pub debug: bool,
+    pub log_socket: PathBuf,
+}
+
+impl Options {
+    /// Parses `config=PATH`, `debug` and `log_socket=PATH`; anything else is an error,
+    /// so a typo in a PAM file cannot silently drop a setting.
+    pub fn parse(args: &[String]) -> Result<Options, String> {
+        let mut config = None;
+        let mut log_socket = None;
+        let mut debug = false;
+        for arg in args {
+            if arg.contains(char::REPLACEMENT_CHARACTER) {
+                return Err(format!("module argument {arg:?} is not valid UTF-8"));
+            }
+            let (slot, value) = if let Some(path) = arg.strip_prefix("config=") {
+                (&mut config, path)
+            } else if let Some(path) = arg.strip_prefix("log_socket=") {
+                (&mut log_socket, path)
+            } else if arg == "debug" {
+                debug = true;
+                continue;
+            } else {
+                return Err(format!("unknown module argument {arg:?}"));
+            };
+            let path = PathBuf::from(value);
+            if !path.is_absolute() {
+                return Err(format!("module argument {arg:?} needs an absolute path"));
+            }
+            if slot.replace(path).is_some() {
+                return Err(format!("module argument {arg:?} is given twice"));
+            }
+        }
+        Ok(Options {
+            config: config.unwrap_or_else(|| PathBuf::from(policy::DEFAULT_PATH)),
+            debug,
+            log_socket: log_socket.unwrap_or_else(|| PathBuf::from(audit::DEFAULT_SOCKET)),
+        })
+    }
+}
+
+/// How an authentication ended.
+#[must_use]
+#[derive(Debug)]
+pub enum Outcome {
+    /// A valid, unused code: the only way to PAM_SUCCESS, and it needs the verifier's proof.
+    Success(Verified),
+    /// The policy lets this account pass without a code; the rest of the stack decides.
+    Ignore(&'static str),
+    /// The user failed the second factor.
+    Denied(Denial),
+    /// NSS does not know the account (it was prompted all the same).
+    UnknownUser,
+    /// Something is broken: the answer is failure, whatever the policy.
+    Failed(Failure),
+}
+
+/// Why the second factor was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    Rejected(Rejection),
+    /// The answer was NULL, empty or not a code of the right shape.
+    NoCode,
+    /// Required, and the account has no secret.
+    NotEnrolled,
+}
+
+/// A failure of configuration or of the system.
+#[derive(Debug)]
+pub enum Failure {
+    /// A bad argument in the PAM service file.
+    Argument(String),
+    Policy(PolicyError),
+    Store(StoreError),
+    Account(AccountError),
+    Conversation(ConversationError),
+}
+
+impl Outcome {
+    /// The PAM return code. Every variant is listed with no catch-all, so a new one
+    /// forces a decision about whether it fails closed.
+    pub fn pam_code(&self) -> PamCode {
+        match self {
+            Outcome::Success(_) => PamCode::Success,
+            Outcome::Ignore(_) => PamCode::Ignore,
+            Outcome::Denied(_) => PamCode::AuthErr,
+            Outcome::UnknownUser => PamCode::UserUnknown,
+            Outcome::Failed(Failure::Argument(_)) => PamCode::ServiceErr,
+            Outcome::Failed(Failure::Policy(_)) => PamCode::ServiceErr,
+            Outcome::Failed(Failure::Store(_)) => PamCode::AuthinfoUnavail,
+            Outcome::Failed(Failure::Account(_)) => PamCode::AuthinfoUnavail,
+            Outcome::Failed(Failure::Conversation(_)) => PamCode::ConvErr,
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        match self {
+            Outcome::Success(_) => Verdict::Success,
+            Outcome::Ignore(_) => Verdict::Ignore,
+            Outcome::Denied(_) | Outcome::UnknownUser => Verdict::Deny,
+            Outcome::Failed(_) => Verdict::Error,
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            Outcome::Success(_) => "valid code".into(),
+            Outcome::Ignore(why) => (*why).into(),
+            Outcome::Denied(Denial::Rejected(rejection)) => rejection.to_string(),
+            Outcome::Denied(Denial::NoCode) => "no code given".into(),
+            Outcome::Denied(Denial::NotEnrolled) => {
+                "a code is required but the account has no secret (pam-mfa enroll)".into()
+            }
+            Outcome::UnknownUser => "unknown account".into(),
+            Outcome::Failed(Failure::Argument(e)) => e.clone(),
+            Outcome::Failed(Failure::Policy(e)) => e.to_string(),
+            Outcome::Failed(Failure::Store(e)) => e.to_string(),
+            Outcome::Failed(Failure::Account(e)) => e.to_string(),
+            Outcome::Failed(Failure::Conversation(e)) => e.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// Authenticates one request and writes its audit line.
+pub fn authenticate(request: &Request, conv: &mut dyn Conversation, clock: &dyn Clock) -> Outcome {
+    test_hook();
+    let mut trail = Trail::default();
+    let (outcome, socket) = match Options::parse(&request.args) {
+        Ok(options) => {
+            let outcome = match decide(&options, request, conv, clock, &mut trail) {
+                Ok(outcome) => outcome,
+                Err(failure) => Outcome::Failed(failure),
+            };
+            (outcome, options.log_socket)
+        }
+        Err(message) => (
+            Outcome::Failed(Failure::Argument(message)),
+            PathBuf::from(audit::DEFAULT_SOCKET),
+        ),
+    };
+    let sink = Syslog { socket: &socket };
+    trail.record(&sink, request, &outcome);
+    outcome
+}
+
+/// Mode and rule as far as the decision got, for the audit line.
+#[derive(Default)]
+struct Trail {
+    mode: Option<Mode>,
+    rule: Option<String>,
+}
+
+impl Trail {
+    fn record(&self, sink: &dyn Sink, request: &Request, outcome: &Outcome) {
+        let reason = outcome.reason();
+        audit::record(
+            sink,
+            &Event {
+                service: &request.service,
+                user: request.user.as_deref().unwrap_or(""),
+                rhost: &request.rhost,
+                mode: self.mode.map_or("unknown", Mode::name),
+                rule: self.rule.as_deref().unwrap_or("-"),
+                verdict: outcome.verdict(),
+                reason: &reason,
+            },
+        );
+    }
+}
+
+fn decide(
+    options: &Options,
+    request: &Request,
+    conv: &mut dyn Conversation,
+    clock: &dyn Clock,
+    trail: &mut Trail,
+) -> Result<Outcome, Failure> {
+    let policy = policy::load(&options.config).map_err(Failure::Policy)?;
+
+    let Some(name) = request
+        .user
+        .as_deref()
+        .and_then(|u| UserName::parse(u).ok())
+    else {
+        return prompt_then(conv, Outcome::UnknownUser);
+    };
+    let account = match accounts::lookup(&name) {
+        Ok(account) => account,
+        Err(AccountError::Unknown) => return prompt_then(conv, Outcome::UnknownUser),
+        Err(e) => return Err(Failure::Account(e)),
+    };
+    let decision = policy::evaluate(&policy, &account);
+    trail.mode = Some(decision.mode);
+    trail.rule = Some(decision.by.rule_name().to_owned());
+    if options.debug {
+        let sink = Syslog {
+            socket: &options.log_socket,
+        };
+        sink.send(
+            audit::Severity::Info,
+            &format!(
+                "debug: user={} uid={} groups={} policy={} decision=\"{} ({})\"",
+                account.name,
+                account.uid,
+                account.groups.join(","),
+                policy.path.display(),
+                decision.mode,
+                decision.by
+            ),
+        );
+    }
+    if decision.mode == Mode::Exempt {
+        return Ok(Outcome::Ignore("exempt by policy"));
+    }
+
+    let store = Store::open(&policy.store_dir)?;
+    let Some(record) = store.record(&name)? else {
+        return match decision.mode {
+            Mode::Optional => Ok(Outcome::Ignore("optional and not enrolled")),
+            Mode::Required | Mode::Exempt => {
+                prompt_then(conv, Outcome::Denied(Denial::NotEnrolled))
+            }
+        };
+    };
+
+    let answer = ask(conv)?;
+    let Some(code) = answer
+        .as_deref()
+        .and_then(|a| Code::parse(a, record.digits))
+    else {
+        return Ok(Outcome::Denied(Denial::NoCode));
+    };
+
+    // Lock before reading, so parallel logins see each other's writes.
+    let mut state_file = store.lock_state(&name)?;
+    let state = state_file.read()?;
+    let now = clock.now();
+    let verified = match record.kind {
+        Kind::Totp => verify_totp(
+            record.secret.as_bytes(),
+            &record.totp_params(),
+            &code,
+            now,
+            state.last_step,
+        ),
+        Kind::Hotp => verify_hotp(
+            record.secret.as_bytes(),
+            record.algorithm,
+            record.digits,
+            state.next_counter,
+            record.window,
+            &code,
+        ),
+    };
+    match verified {
+        Ok(proof) => {
+            let accepted = proof.accepted();
+            let new_state = State {
+                last_step: match record.kind {
+                    Kind::Totp => Some(accepted),
+                    Kind::Hotp => state.last_step,
+                },
+                next_counter: match record.kind {
+                    Kind::Totp => state.next_counter,
+                    Kind::Hotp => accepted.saturating_add(1),
+                },
+                failures: 0,
+                failure_window_start: 0,
+                locked_until: state.locked_until,
+                last_success: now,
+            };
+            // Durable before PAM_SUCCESS: a code that cannot be marked used is refused.
+            state_file.write(&new_state)?;
+            Ok(Outcome::Success(proof))
+        }
+        Err(rejection) => Ok(Outcome::Denied(Denial::Rejected(rejection))),
+    }
+}
+
+/// Asks for the code. A conversation failure is a failure; a NULL answer is None.
+fn ask(conv: &mut dyn Conversation) -> Result<Option<Zeroizing<Vec<u8>>>, Failure> {
+    conv.ask_hidden(PROMPT).map_err(Failure::Conversation)
+}
+
+/// Shows the same prompt an enrolled account gets, discards the answer, and ends with
+/// `outcome`: the prompt must not tell who exists or who is enrolled.
+fn prompt_then(conv: &mut dyn Conversation, outcome: Outcome) -> Result<Outcome, Failure> {
+    drop(ask(conv)?);
+    Ok(outcome)
+}
+
+/// Debug builds only: lets the integration tests prove that a panic inside the module
+/// comes back as PAM_SYSTEM_ERR. Release builds have no such hook.
+fn test_hook() {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("PAM_MFA_TEST_PANIC").is_some() {
+        panic!("PAM_MFA_TEST_PANIC is set");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let options = Options::parse(&args(&["config=/etc/x.toml", "debug"])).unwrap();
+        assert_eq!(options.config, Path::new("/etc/x.toml"));
+        assert!(options.debug);
+        assert_eq!(options.log_socket, Path::new("/dev/log"));
+        let options = Options::parse(&[]).unwrap();
+        assert_eq!(options.config, Path::new("/etc/pam-mfa/policy.toml"));
+        assert!(!options.debug);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        for bad in [
+            &["nullok"][..],
+            &["config=relative.toml"],
+            &["config=/a", "config=/b"],
+            &["Debug"],
+            &["config"],
+            &["log_socket=x"],
+        ] {
+            assert!(Options::parse(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_failure_maps_to_a_failure_code() {
+        let failures = [
+            Outcome::Failed(Failure::Argument("x".into())),
+            Outcome::Failed(Failure::Policy(PolicyError {
+                path: "p".into(),
+                line: None,
+                message: "m".into(),
+            })),
+            Outcome::Failed(Failure::Store(StoreError::MissingDir { path: "s".into() })),
+            Outcome::Failed(Failure::Account(AccountError::Unknown)),
+            Outcome::Failed(Failure::Conversation(ConversationError)),
+            Outcome::Denied(Denial::NoCode),
+            Outcome::Denied(Denial::NotEnrolled),
+            Outcome::Denied(Denial::Rejected(Rejection::Replayed)),
+            Outcome::UnknownUser,
+        ];
+        for outcome in failures {
+            let code = outcome.pam_code();
+            assert!(
+                code != PamCode::Success && code != PamCode::Ignore,
+                "{outcome:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Reading secrets and codes from standard input without leaving copies: unbuffered,
+//! one byte at a time into a buffer that is sized once and wiped on drop.
+
+#![forbid(unsafe_code)]
+
+use std::io::{self, Read};
+
+use zeroize::Zeroizing;
+
+use super::CliError;
+
+/// Longest line accepted.
+const MAX_LINE: usize = 1024;
+
+/// Reads one line from standard input, without its line ending. Reads byte by byte so
+/// the next line stays in the pipe for the next question.
+pub fn read_line(what: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_LINE));
+    let mut stdin = io::stdin().lock();
+    let mut byte = [0u8; 1];
+    loop {
+        match stdin.read(&mut byte) {
+            Ok(0) if line.is_empty() => {
+                return Err(CliError::new(format!("no {what} on standard input")))
+            }
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) if line.len() == MAX_LINE => {
+                return Err(CliError::new(format!("the {what} line is too long")))
+            }
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CliError::new(format!("cannot read the {what}: {e}"))),
+        }
+    }
+    byte.fill(0);
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(line)
+}

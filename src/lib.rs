@@ -1,0 +1,31 @@
+//! pam-mfa: a PAM module that demands a TOTP/HOTP code after the password when a policy
+//! says so (root always, privileged accounts required, others optional), and the
+//! `pam-mfa` admin command that enrolls accounts.
+//!
+//! `unsafe` is denied crate-wide and allowed only in `pam/`, the boundary to libpam.
+
+#![deny(unsafe_code)]
+
+/// NSS lookups: uid and every group of an account.
+pub mod accounts;
+/// One syslog line (facility auth) per decision.
+pub mod audit;
+/// The safe core of pam_sm_authenticate.
+pub mod authenticate;
+/// The `pam-mfa` admin command, one file per subcommand.
+pub mod cli;
+/// Time behind a trait, so tests can set it.
+pub mod clock;
+/// HOTP, TOTP and the constant-time verifier.
+pub mod otp;
+/// The exported pam_sm_* entry points: the only unsafe code.
+#[allow(unsafe_code)]
+pub mod pam;
+/// The policy file: parsing and the pure decision.
+pub mod policy;
+/// Key material in zeroizing memory.
+pub mod secret;
+/// The secret store: records, state, locking and safe file opening.
+pub mod store;
+/// Validated account names.
+pub mod username;

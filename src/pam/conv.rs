@@ -1,0 +1,105 @@
+//! Prompting through the application's conversation function. Replies are copied into
+//! zeroizing memory, and the application's buffer is wiped before it is freed.
+
+use std::ffi::{CStr, CString};
+use std::os::raw::c_int;
+use std::ptr;
+
+use zeroize::{Zeroize, Zeroizing};
+
+use super::ffi;
+use super::handle::PamHandle;
+use crate::authenticate::{Conversation, ConversationError};
+
+/// The conversation of a handle, borrowed for one entry-point call.
+pub struct PamConversation<'a> {
+    conv: &'a ffi::PamConv,
+}
+
+impl<'a> PamConversation<'a> {
+    /// The handle's PAM_CONV item; None when the application set none.
+    pub fn of(handle: &'a PamHandle) -> Option<PamConversation<'a>> {
+        let item = handle.item(ffi::PAM_CONV)?;
+        // SAFETY: PAM_CONV items are `struct pam_conv *`, set by the application at
+        // pam_start and valid until pam_end, which cannot happen during this call; `item`
+        // is non-null (handle.item checks).
+        let conv = unsafe { &*item.cast::<ffi::PamConv>() };
+        conv.conv.is_some().then_some(PamConversation { conv })
+    }
+
+    fn converse(
+        &self,
+        style: c_int,
+        text: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+        let Some(function) = self.conv.conv else {
+            return Err(ConversationError);
+        };
+        let text = CString::new(text).map_err(|_| ConversationError)?;
+        let message = ffi::PamMessage {
+            msg_style: style,
+            msg: text.as_ptr(),
+        };
+        let mut messages = [&message as *const ffi::PamMessage];
+        let mut response: *mut ffi::PamResponse = ptr::null_mut();
+        // SAFETY: we pass one valid message (alive until the call returns), an out-pointer
+        // for the response array, and the application's own appdata pointer, exactly as
+        // the conversation contract (pam_conv(3)) requires.
+        let rc = unsafe {
+            function(
+                1,
+                messages.as_mut_ptr(),
+                &mut response,
+                self.conv.appdata_ptr,
+            )
+        };
+        // SAFETY: `response` is either null or, per pam_conv(3), a malloc'd array of one
+        // pam_response whose resp is null or a malloc'd NUL-terminated string; we take
+        // ownership of both and free them exactly once.
+        let answer = unsafe { take_response(response) };
+        if rc != ffi::PAM_SUCCESS {
+            return Err(ConversationError);
+        }
+        Ok(answer)
+    }
+}
+
+impl Conversation for PamConversation<'_> {
+    fn ask_hidden(
+        &mut self,
+        prompt: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+        self.converse(ffi::PAM_PROMPT_ECHO_OFF, prompt)
+    }
+}
+
+/// Copies the answer out of a conversation response, wipes it and frees it.
+///
+/// # Safety
+/// `response` must be null or a malloc'd array of at least one `pam_response` whose
+/// `resp` is null or a malloc'd NUL-terminated string, owned by no one else.
+unsafe fn take_response(response: *mut ffi::PamResponse) -> Option<Zeroizing<Vec<u8>>> {
+    if response.is_null() {
+        return None;
+    }
+    // SAFETY: non-null and valid per this function's contract.
+    let resp = unsafe { (*response).resp };
+    let answer = if resp.is_null() {
+        None
+    } else {
+        // SAFETY: resp is a NUL-terminated string per the contract.
+        let length = unsafe { CStr::from_ptr(resp) }.to_bytes().len();
+        // SAFETY: the `length` bytes before the NUL belong to the string's allocation,
+        // which we own; no one else reads or writes it now.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(resp.cast::<u8>(), length) };
+        let mut copy = Zeroizing::new(Vec::with_capacity(length));
+        copy.extend_from_slice(bytes);
+        bytes.zeroize();
+        // SAFETY: resp was allocated with malloc by the application and is freed once.
+        unsafe { libc::free(resp.cast()) };
+        Some(copy)
+    };
+    // SAFETY: the array was allocated with malloc by the application and is freed once.
+    unsafe { libc::free(response.cast()) };
+    answer
+}

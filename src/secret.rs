@@ -1,0 +1,164 @@
+//! Key material: a newtype that lives only in zeroizing memory, never prints itself,
+//! and converts to and from base32 without leaving copies behind.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use data_encoding::BASE32_NOPAD;
+use zeroize::Zeroizing;
+
+/// Fewest key bytes accepted: 80 bits, what google-authenticator-libpam generates.
+pub const MIN_KEY_BYTES: usize = 10;
+/// Most key bytes accepted (a SHA512 block).
+pub const MAX_KEY_BYTES: usize = 128;
+/// Bytes in a newly generated key: 160 bits, as RFC 4226 recommends.
+pub const NEW_KEY_BYTES: usize = 20;
+
+/// An HMAC key. Wiped when dropped; `Debug` shows nothing of it.
+pub struct SecretKey(Zeroizing<Vec<u8>>);
+
+/// Why a base32 secret was refused. Never holds any part of the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretError {
+    /// A character outside the base32 alphabet.
+    NotBase32,
+    /// Fewer than 80 or more than 1024 bits.
+    BadLength { bytes: usize },
+    /// The operating system's random source failed.
+    Random(String),
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotBase32 => {
+                f.write_str("the secret is not valid base32 (letters A-Z and digits 2-7)")
+            }
+            Self::BadLength { bytes } => write!(
+                f,
+                "the secret is {} bits long; it must be between {} and {} bits",
+                bytes * 8,
+                MIN_KEY_BYTES * 8,
+                MAX_KEY_BYTES * 8
+            ),
+            Self::Random(why) => write!(f, "the random source failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SecretError {}
+
+impl SecretKey {
+    /// A new random key from the operating system.
+    pub fn generate() -> Result<SecretKey, SecretError> {
+        let mut bytes = Zeroizing::new(vec![0u8; NEW_KEY_BYTES]);
+        getrandom::fill(&mut bytes).map_err(|e| SecretError::Random(e.to_string()))?;
+        Ok(SecretKey(bytes))
+    }
+
+    /// Raw key bytes; the caller takes care not to copy them into ordinary memory.
+    pub fn from_bytes(bytes: Zeroizing<Vec<u8>>) -> Result<SecretKey, SecretError> {
+        if !(MIN_KEY_BYTES..=MAX_KEY_BYTES).contains(&bytes.len()) {
+            return Err(SecretError::BadLength { bytes: bytes.len() });
+        }
+        Ok(SecretKey(bytes))
+    }
+
+    /// Decodes base32 as people type it: case-insensitive, with spaces, dashes and `=`
+    /// padding ignored.
+    pub fn from_base32(text: &str) -> Result<SecretKey, SecretError> {
+        let mut clean = Zeroizing::new(Vec::with_capacity(text.len()));
+        for byte in text.bytes() {
+            match byte {
+                b' ' | b'\t' | b'-' | b'=' => {}
+                b'a'..=b'z' => clean.push(byte.to_ascii_uppercase()),
+                _ => clean.push(byte),
+            }
+        }
+        let length = BASE32_NOPAD
+            .decode_len(clean.len())
+            .map_err(|_| SecretError::NotBase32)?;
+        let mut bytes = Zeroizing::new(vec![0u8; length]);
+        let written = BASE32_NOPAD
+            .decode_mut(&clean, &mut bytes)
+            .map_err(|_| SecretError::NotBase32)?;
+        bytes.truncate(written);
+        Self::from_bytes(bytes)
+    }
+
+    /// The key in unpadded upper-case base32, in zeroizing memory.
+    pub fn to_base32(&self) -> Zeroizing<String> {
+        let mut encoded = Zeroizing::new(vec![0u8; BASE32_NOPAD.encode_len(self.0.len())]);
+        BASE32_NOPAD.encode_mut(&self.0, &mut encoded);
+        let mut text = Zeroizing::new(String::with_capacity(encoded.len()));
+        // The base32 alphabet is ASCII, so every byte is a char.
+        text.extend(encoded.iter().map(|&b| char::from(b)));
+        text
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base32_round_trip_is_case_and_space_insensitive() {
+        let key = SecretKey::from_base32("jbsw y3dp-ehpk 3pxp").unwrap();
+        assert_eq!(key.as_bytes(), b"Hello!\xde\xad\xbe\xef");
+        assert_eq!(key.to_base32().as_str(), "JBSWY3DPEHPK3PXP");
+    }
+
+    #[test]
+    fn padding_is_accepted() {
+        let key = SecretKey::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ====").unwrap();
+        assert_eq!(key.as_bytes(), b"12345678901234567890");
+    }
+
+    #[test]
+    fn invalid_characters_are_refused() {
+        assert_eq!(
+            SecretKey::from_base32("JBSWY3DP1HPK3PXP").unwrap_err(),
+            SecretError::NotBase32
+        );
+        assert_eq!(
+            SecretKey::from_base32("JBSWY3DP!HPK3PXP").unwrap_err(),
+            SecretError::NotBase32
+        );
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(matches!(
+            SecretKey::from_base32("JBSWY3DP").unwrap_err(),
+            SecretError::BadLength { bytes: 5 }
+        ));
+        assert!(SecretKey::from_base32("").is_err());
+    }
+
+    #[test]
+    fn generated_keys_are_160_bits_and_differ() {
+        let a = SecretKey::generate().unwrap();
+        let b = SecretKey::generate().unwrap();
+        assert_eq!(a.as_bytes().len(), 20);
+        assert_ne!(a.as_bytes(), b.as_bytes());
+    }
+
+    #[test]
+    fn debug_and_errors_never_show_the_secret() {
+        let key = SecretKey::from_base32("JBSWY3DPEHPK3PXP").unwrap();
+        assert_eq!(format!("{key:?}"), "SecretKey(<redacted>)");
+        let err = SecretKey::from_base32("JBSWY3DPEHPK3PX!").unwrap_err();
+        assert!(!err.to_string().contains("JBSW"));
+    }
+}

@@ -1,0 +1,122 @@
+//! What can go wrong in the store. Every variant names the file; none holds a secret.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// A system call on a store file failed.
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        errno: Errno,
+    },
+    /// The store directory does not exist.
+    MissingDir { path: PathBuf },
+    /// A symbolic link where a file or the directory should be.
+    Symlink { path: PathBuf },
+    /// Not a regular file (a FIFO, a device, a directory...).
+    NotRegular { path: PathBuf },
+    /// The store path is not a directory.
+    NotDirectory { path: PathBuf },
+    /// Owned by someone other than the effective uid.
+    Owner {
+        path: PathBuf,
+        uid: u32,
+        expected: u32,
+    },
+    /// Group or other permission bits are set.
+    Mode { path: PathBuf, mode: u32 },
+    /// More than one name for the file: a hard link someone else may control.
+    HardLink { path: PathBuf, links: u64 },
+    /// Larger than any record or state file can be.
+    TooLarge { path: PathBuf },
+    /// A record that does not parse.
+    Record {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A state file whose contents cannot be trusted.
+    State { path: PathBuf, message: String },
+    /// The state lock stayed taken for too long.
+    Busy { path: PathBuf },
+    /// The file to create exists already.
+    Exists { path: PathBuf },
+    /// The account has a record already.
+    AlreadyEnrolled { user: String },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io {
+                path,
+                action,
+                errno,
+            } => {
+                write!(f, "{}: cannot {action}: {}", path.display(), errno.desc())
+            }
+            Self::MissingDir { path } => write!(
+                f,
+                "{}: the store directory does not exist (create it with mode 0700)",
+                path.display()
+            ),
+            Self::Symlink { path } => {
+                write!(
+                    f,
+                    "{}: is a symbolic link; refusing to follow it",
+                    path.display()
+                )
+            }
+            Self::NotRegular { path } => write!(f, "{}: is not a regular file", path.display()),
+            Self::NotDirectory { path } => write!(f, "{}: is not a directory", path.display()),
+            Self::Owner {
+                path,
+                uid,
+                expected,
+            } => write!(
+                f,
+                "{}: is owned by uid {uid}; it must be owned by uid {expected}",
+                path.display()
+            ),
+            Self::Mode { path, mode } => write!(
+                f,
+                "{}: has mode {mode:04o}; group and others must have no access (chmod go=)",
+                path.display()
+            ),
+            Self::HardLink { path, links } => write!(
+                f,
+                "{}: has {links} hard links; a store file must have exactly one",
+                path.display()
+            ),
+            Self::TooLarge { path } => write!(f, "{}: is too large", path.display()),
+            Self::Record {
+                path,
+                line,
+                message,
+            } => {
+                write!(f, "{}:{line}: {message}", path.display())
+            }
+            Self::State { path, message } => write!(f, "{}: {message}", path.display()),
+            Self::Busy { path } => {
+                write!(
+                    f,
+                    "{}: still locked by another login after 5 seconds",
+                    path.display()
+                )
+            }
+            Self::Exists { path } => write!(f, "{}: exists already", path.display()),
+            Self::AlreadyEnrolled { user } => write!(
+                f,
+                "{user} is enrolled already; use --force to replace the secret"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}

@@ -1,0 +1,238 @@
+//! Opening store files safely: by handle relative to the checked directory, never
+//! following a symlink, never blocking on a FIFO, and checking the opened handle
+//! (owner, mode, link count, file type) rather than the name.
+
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat2, OFlag, RenameFlags, AT_FDCWD};
+use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
+use nix::unistd::{fsync, geteuid, unlinkat, UnlinkatFlags};
+use zeroize::Zeroizing;
+
+use super::StoreError;
+
+/// Largest record read; records are a few hundred bytes.
+pub const MAX_FILE_BYTES: usize = 64 * 1024;
+
+/// A checked store directory, held open.
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    pub fn open(path: &Path) -> Result<Dir, StoreError> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(AT_FDCWD, path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Err(StoreError::MissingDir { path: path.into() }),
+            Err(Errno::ELOOP) => return Err(StoreError::Symlink { path: path.into() }),
+            Err(Errno::ENOTDIR) => return Err(not_a_directory(path)),
+            Err(errno) => return Err(io(path, "open the store directory", errno)),
+        };
+        let stat = fstat(&fd).map_err(|e| io(path, "stat the store directory", e))?;
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+            return Err(StoreError::NotDirectory { path: path.into() });
+        }
+        check_owner_and_mode(&stat, path)?;
+        Ok(Dir {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn open_or_create(path: &Path) -> Result<Dir, StoreError> {
+        match mkdirat(AT_FDCWD, path, Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(errno) => return Err(io(path, "create the store directory", errno)),
+        }
+        Self::open(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads a whole store file into zeroizing memory, or None if it does not exist.
+    pub fn read_file(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let Some(file) = self.open_file(name, OFlag::O_RDONLY)? else {
+            return Ok(None);
+        };
+        let path = self.path.join(name);
+        // A buffer sized once, so reading never reallocates and leaves a copy behind.
+        let mut buffer = Zeroizing::new(vec![0u8; MAX_FILE_BYTES + 1]);
+        let mut filled = 0;
+        let mut reader = &file;
+        loop {
+            match reader.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io(&path, "read", errno_of(&e))),
+            }
+            if filled > MAX_FILE_BYTES {
+                return Err(StoreError::TooLarge { path });
+            }
+        }
+        buffer.truncate(filled);
+        Ok(Some(buffer))
+    }
+
+    /// Opens an existing store file after checking it, or None if there is none.
+    pub fn open_file(&self, name: &str, access: OFlag) -> Result<Option<File>, StoreError> {
+        let path = self.path.join(name);
+        // Look before opening, so that a FIFO or device is never opened at all...
+        match fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => check_file(&stat, &path)?,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(errno) => return Err(io(&path, "stat", errno)),
+        }
+        let flags = access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => return Err(StoreError::Symlink { path }),
+            Err(errno) => return Err(io(&path, "open", errno)),
+        };
+        // ...and check again what was opened: the name may have changed in between.
+        let stat = fstat(&fd).map_err(|e| io(&path, "stat", e))?;
+        check_file(&stat, &path)?;
+        Ok(Some(File::from(fd)))
+    }
+
+    /// Creates a new store file with mode 0600; Ok(None) if the name exists already.
+    pub fn create_file(&self, name: &str) -> Result<Option<File>, StoreError> {
+        let path = self.path.join(name);
+        let flags = OFlag::O_RDWR
+            | OFlag::O_CREAT
+            | OFlag::O_EXCL
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC;
+        match openat(&self.fd, name, flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => {
+                let stat = fstat(&fd).map_err(|e| io(&path, "stat", e))?;
+                check_file(&stat, &path)?;
+                Ok(Some(File::from(fd)))
+            }
+            Err(Errno::EEXIST) => Ok(None),
+            Err(errno) => Err(io(&path, "create", errno)),
+        }
+    }
+
+    /// Makes the directory's entries durable (after a create or a rename).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        fsync(&self.fd).map_err(|e| io(&self.path, "sync the store directory", e))
+    }
+
+    /// Replaces (or, unless `replace`, creates) `name` with `contents`: temp file, fsync,
+    /// rename, directory fsync. A crash at any point leaves the old file or the new one.
+    pub fn write_atomic(
+        &self,
+        name: &str,
+        contents: &[u8],
+        replace: bool,
+    ) -> Result<(), StoreError> {
+        let temp = self.temp_name(name)?;
+        let temp_path = self.path.join(&temp);
+        let Some(mut file) = self.create_file(&temp)? else {
+            return Err(StoreError::Exists { path: temp_path });
+        };
+        let result = (|| {
+            file.write_all(contents)
+                .map_err(|e| io(&temp_path, "write", errno_of(&e)))?;
+            file.sync_all()
+                .map_err(|e| io(&temp_path, "sync", errno_of(&e)))?;
+            let flags = if replace {
+                RenameFlags::empty()
+            } else {
+                RenameFlags::RENAME_NOREPLACE
+            };
+            match renameat2(&self.fd, temp.as_str(), &self.fd, name, flags) {
+                Ok(()) => Ok(()),
+                Err(Errno::EEXIST) => Err(StoreError::Exists {
+                    path: self.path.join(name),
+                }),
+                Err(errno) => Err(io(&self.path.join(name), "rename into place", errno)),
+            }
+        })();
+        if result.is_err() {
+            let _ = unlinkat(&self.fd, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return result;
+        }
+        self.sync()
+    }
+
+    fn temp_name(&self, name: &str) -> Result<String, StoreError> {
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random)
+            .map_err(|_| io(&self.path, "make a temporary name", Errno::EIO))?;
+        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(format!(".{name}.{}.{suffix}.tmp", std::process::id()))
+    }
+
+    pub fn fd(&self) -> impl AsFd + '_ {
+        self.fd.as_fd()
+    }
+}
+
+/// A store file must be a regular file, owned by the effective uid, with no group or
+/// other permissions and exactly one link.
+fn check_file(stat: &FileStat, path: &Path) -> Result<(), StoreError> {
+    match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
+        SFlag::S_IFREG => {}
+        SFlag::S_IFLNK => return Err(StoreError::Symlink { path: path.into() }),
+        _ => return Err(StoreError::NotRegular { path: path.into() }),
+    }
+    check_owner_and_mode(stat, path)?;
+    if stat.st_nlink != 1 {
+        return Err(StoreError::HardLink {
+            path: path.into(),
+            links: stat.st_nlink,
+        });
+    }
+    Ok(())
+}
+
+fn check_owner_and_mode(stat: &FileStat, path: &Path) -> Result<(), StoreError> {
+    let euid = geteuid().as_raw();
+    if stat.st_uid != euid {
+        return Err(StoreError::Owner {
+            path: path.into(),
+            uid: stat.st_uid,
+            expected: euid,
+        });
+    }
+    if stat.st_mode & 0o077 != 0 {
+        return Err(StoreError::Mode {
+            path: path.into(),
+            mode: stat.st_mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+fn not_a_directory(path: &Path) -> StoreError {
+    StoreError::NotDirectory { path: path.into() }
+}
+
+pub fn io(path: &Path, action: &'static str, errno: Errno) -> StoreError {
+    StoreError::Io {
+        path: path.into(),
+        action,
+        errno,
+    }
+}
+
+pub fn errno_of(error: &std::io::Error) -> Errno {
+    error
+        .raw_os_error()
+        .map(Errno::from_raw)
+        .unwrap_or(Errno::EIO)
+}

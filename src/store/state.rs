@@ -1,0 +1,334 @@
+//! Per-account state that logins change: the last accepted step, the HOTP counter and
+//! failure counts. Kept apart from the secret record so a failed write can never
+//! damage the secret.
+//!
+//! The file holds two fixed slots, 4 KiB apart. Each write goes, in place, into the
+//! slot that does not hold the newest state, with a higher sequence number and a
+//! SHA-256 checksum, then `fdatasync`. A crash or torn write can only damage the slot
+//! being written, so the newest complete state always survives; and since the file
+//! never grows after its first write, an update cannot fail with ENOSPC.
+
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::unistd::fsync;
+use sha2::{Digest, Sha256};
+
+use super::fs::{errno_of, io, Dir};
+use super::StoreError;
+
+const MAGIC: &[u8; 4] = b"PMFS";
+const VERSION: u8 = 1;
+const SLOT_LEN: usize = 96;
+const BODY_LEN: usize = 64;
+const SLOT_OFFSETS: [u64; 2] = [0, 4096];
+const FILE_LEN: u64 = 4096 + SLOT_LEN as u64;
+const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What logins remember about an account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    /// TOTP: the last time step whose code was accepted.
+    pub last_step: Option<u64>,
+    /// HOTP: the next counter not yet used.
+    pub next_counter: u64,
+    /// Wrong codes since `failure_window_start`.
+    pub failures: u32,
+    pub failure_window_start: u64,
+    /// Unix time until which the account's second factor is locked (0: not locked).
+    pub locked_until: u64,
+    /// Unix time of the last accepted code (0: never).
+    pub last_success: u64,
+}
+
+/// An open, exclusively locked state file. The lock goes when this is dropped.
+pub struct StateFile {
+    file: Flock<File>,
+    path: PathBuf,
+    /// Sequence number and slot of the newest valid state, if any.
+    newest: Option<(u64, usize)>,
+    /// Set while the file is new: its directory entry still needs an fsync, through
+    /// this handle on the store directory.
+    unsynced_dir: Option<(OwnedFd, PathBuf)>,
+}
+
+impl StateFile {
+    /// Opens or creates `name` in the store and takes its lock (waiting up to 5 s).
+    pub(super) fn open_locked(dir: &Dir, name: &str) -> Result<StateFile, StoreError> {
+        let path = dir.path().join(name);
+        let (file, created) = match dir.open_file(name, OFlag::O_RDWR)? {
+            Some(file) => (file, false),
+            None => match dir.create_file(name)? {
+                Some(file) => (file, true),
+                // Created by a parallel login between our two calls.
+                None => match dir.open_file(name, OFlag::O_RDWR)? {
+                    Some(file) => (file, false),
+                    None => return Err(io(&path, "open", Errno::ENOENT)),
+                },
+            },
+        };
+        let file = lock(file, &path)?;
+        let unsynced_dir = if created {
+            let fd = dir
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| io(dir.path(), "duplicate the directory handle", errno_of(&e)))?;
+            Some((fd, dir.path().to_owned()))
+        } else {
+            None
+        };
+        Ok(StateFile {
+            file,
+            path,
+            newest: None,
+            unsynced_dir,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the newest valid state. A new or empty file reads as the default state;
+    /// a file in which no slot is valid and one holds something else is corrupt.
+    pub fn read(&mut self) -> Result<State, StoreError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| io(&self.path, "stat", errno_of(&e)))?
+            .len();
+        if len > FILE_LEN {
+            return Err(self.corrupt("is larger than a state file can be"));
+        }
+        let mut best: Option<(u64, usize, State)> = None;
+        let mut blank = false;
+        for (index, offset) in SLOT_OFFSETS.iter().enumerate() {
+            let mut slot = [0u8; SLOT_LEN];
+            read_at_most(&self.file, &mut slot, *offset)
+                .map_err(|e| io(&self.path, "read", errno_of(&e)))?;
+            if slot.iter().all(|&b| b == 0) {
+                blank = true;
+                continue;
+            }
+            if let Some((seq, state)) = decode(&slot) {
+                if best.as_ref().is_none_or(|(best_seq, _, _)| seq > *best_seq) {
+                    best = Some((seq, index, state));
+                }
+            }
+        }
+        match best {
+            Some((seq, slot, state)) => {
+                self.newest = Some((seq, slot));
+                Ok(state)
+            }
+            None if blank => {
+                self.newest = None;
+                Ok(State::default())
+            }
+            None => Err(self.corrupt(
+                "has no valid state slot; it was damaged outside pam-mfa (pam-mfa unlock resets it)",
+            )),
+        }
+    }
+
+    /// Makes `state` the newest, durably, before returning. Call `read` first.
+    pub fn write(&mut self, state: &State) -> Result<(), StoreError> {
+        let (seq, slot) = match self.newest {
+            Some((seq, slot)) => (seq + 1, 1 - slot),
+            None => (1, 0),
+        };
+        let bytes = encode(seq, state);
+        self.file
+            .write_all_at(&bytes, SLOT_OFFSETS[slot])
+            .map_err(|e| io(&self.path, "write", errno_of(&e)))?;
+        self.file
+            .sync_data()
+            .map_err(|e| io(&self.path, "sync", errno_of(&e)))?;
+        if let Some((fd, path)) = &self.unsynced_dir {
+            fsync(fd).map_err(|e| io(path, "sync the store directory", e))?;
+            self.unsynced_dir = None;
+        }
+        self.newest = Some((seq, slot));
+        Ok(())
+    }
+
+    fn corrupt(&self, message: &str) -> StoreError {
+        StoreError::State {
+            path: self.path.clone(),
+            message: message.to_owned(),
+        }
+    }
+}
+
+fn lock(mut file: File, path: &Path) -> Result<Flock<File>, StoreError> {
+    let start = Instant::now();
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(locked),
+            Err((returned, Errno::EWOULDBLOCK | Errno::EINTR)) => {
+                if start.elapsed() > LOCK_TIMEOUT {
+                    return Err(StoreError::Busy { path: path.into() });
+                }
+                file = returned;
+                sleep(Duration::from_millis(2));
+            }
+            Err((_, errno)) => return Err(io(path, "lock", errno)),
+        }
+    }
+}
+
+/// Reads up to `buf.len()` bytes at `offset`; what lies past the end of the file reads
+/// as zeros.
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    buf[filled..].fill(0);
+    Ok(())
+}
+
+fn encode(seq: u64, state: &State) -> [u8; SLOT_LEN] {
+    let mut slot = [0u8; SLOT_LEN];
+    slot[0..4].copy_from_slice(MAGIC);
+    slot[4] = VERSION;
+    slot[5] = u8::from(state.last_step.is_some());
+    slot[8..16].copy_from_slice(&seq.to_le_bytes());
+    slot[16..24].copy_from_slice(&state.last_step.unwrap_or(0).to_le_bytes());
+    slot[24..32].copy_from_slice(&state.next_counter.to_le_bytes());
+    slot[32..36].copy_from_slice(&state.failures.to_le_bytes());
+    slot[40..48].copy_from_slice(&state.failure_window_start.to_le_bytes());
+    slot[48..56].copy_from_slice(&state.locked_until.to_le_bytes());
+    slot[56..64].copy_from_slice(&state.last_success.to_le_bytes());
+    let checksum = Sha256::digest(&slot[..BODY_LEN]);
+    slot[BODY_LEN..].copy_from_slice(&checksum);
+    slot
+}
+
+fn decode(slot: &[u8; SLOT_LEN]) -> Option<(u64, State)> {
+    if &slot[0..4] != MAGIC || slot[4] != VERSION || slot[5] > 1 {
+        return None;
+    }
+    if Sha256::digest(&slot[..BODY_LEN]).as_slice() != &slot[BODY_LEN..] {
+        return None;
+    }
+    let u64_at = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&slot[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    let mut failures = [0u8; 4];
+    failures.copy_from_slice(&slot[32..36]);
+    let state = State {
+        last_step: (slot[5] == 1).then(|| u64_at(16)),
+        next_counter: u64_at(24),
+        failures: u32::from_le_bytes(failures),
+        failure_window_start: u64_at(40),
+        locked_until: u64_at(48),
+        last_success: u64_at(56),
+    };
+    Some((u64_at(8), state))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn store_dir() -> (tempfile::TempDir, Dir) {
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("store");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = Dir::open(&path).unwrap();
+        (temp, dir)
+    }
+
+    fn sample(step: u64) -> State {
+        State {
+            last_step: Some(step),
+            next_counter: 7,
+            failures: 2,
+            failure_window_start: 1_700_000_000,
+            locked_until: 0,
+            last_success: 1_700_000_100,
+        }
+    }
+
+    #[test]
+    fn new_state_reads_as_default_and_round_trips() {
+        let (_temp, dir) = store_dir();
+        let mut file = StateFile::open_locked(&dir, "alice.state").unwrap();
+        assert_eq!(file.read().unwrap(), State::default());
+        file.write(&sample(10)).unwrap();
+        drop(file);
+        let mut file = StateFile::open_locked(&dir, "alice.state").unwrap();
+        assert_eq!(file.read().unwrap(), sample(10));
+    }
+
+    #[test]
+    fn writes_alternate_slots_and_the_newest_wins() {
+        let (_temp, dir) = store_dir();
+        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
+        file.read().unwrap();
+        for step in 1..=5 {
+            file.write(&sample(step)).unwrap();
+        }
+        drop(file);
+        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
+        assert_eq!(file.read().unwrap().last_step, Some(5));
+    }
+
+    #[test]
+    fn a_torn_write_leaves_the_previous_state() {
+        let (_temp, dir) = store_dir();
+        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
+        file.read().unwrap();
+        file.write(&sample(1)).unwrap();
+        file.write(&sample(2)).unwrap();
+        // The next write goes to slot 0 (which holds step 1); tear it halfway.
+        let torn = encode(3, &sample(3));
+        file.file
+            .write_all_at(&torn[..40], SLOT_OFFSETS[0])
+            .unwrap();
+        drop(file);
+        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
+        assert_eq!(file.read().unwrap().last_step, Some(2));
+    }
+
+    #[test]
+    fn garbage_in_both_slots_is_an_error_not_a_fresh_state() {
+        let (_temp, dir) = store_dir();
+        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
+        file.file.write_all_at(&[0xAA; SLOT_LEN], 0).unwrap();
+        file.file.write_all_at(&[0x55; SLOT_LEN], 4096).unwrap();
+        assert!(matches!(file.read(), Err(StoreError::State { .. })));
+    }
+
+    #[test]
+    fn a_lock_is_exclusive_across_handles() {
+        let (_temp, dir) = store_dir();
+        let held = StateFile::open_locked(&dir, "a.state").unwrap();
+        let path = held.path().to_owned();
+        let other = File::open(&path).unwrap();
+        assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_err());
+        drop(held);
+        let other = File::open(&path).unwrap();
+        assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_ok());
+    }
+}
