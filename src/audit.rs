@@ -8,6 +8,8 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::clock::Date;
+
 /// The local syslog socket of journald, rsyslog and syslog-ng.
 pub const DEFAULT_SOCKET: &str = "/dev/log";
 
@@ -61,6 +63,8 @@ pub struct Event<'a> {
     pub rule: &'a str,
     pub verdict: Verdict,
     pub reason: &'a str,
+    /// Why the policy gave this mode, in the words `pam-mfa policy explain` uses.
+    pub why: &'a str,
 }
 
 impl Event<'_> {
@@ -78,6 +82,9 @@ impl Event<'_> {
             let _ = write!(line, "{key}={} ", token(value));
         }
         let _ = write!(line, "reason=\"{}\"", quoted(self.reason));
+        if !self.why.is_empty() {
+            let _ = write!(line, " why=\"{}\"", quoted(self.why));
+        }
         line
     }
 }
@@ -116,31 +123,17 @@ fn frame(severity: Severity, message: &str, at: SystemTime) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (month, day) = month_day(secs / 86_400);
+    let date = Date::from_unix(secs);
     let of_day = secs % 86_400;
     format!(
-        "<{priority}>{month} {day:>2} {:02}:{:02}:{:02} pam_mfa[{}]: {message}",
+        "<{priority}>{} {:>2} {:02}:{:02}:{:02} pam_mfa[{}]: {message}",
+        date.month_abbreviation(),
+        date.day,
         of_day / 3600,
         of_day / 60 % 60,
         of_day % 60,
         std::process::id()
     )
-}
-
-/// Month abbreviation and day of month of a day count since 1970-01-01
-/// (Howard Hinnant's civil-from-days).
-fn month_day(days: u64) -> (&'static str, u64) {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let z = days + 719_468;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (MONTHS[(month - 1) as usize], day)
 }
 
 /// A field value as one token: empty becomes `-`; spaces, quotes, `=` and control
@@ -191,6 +184,7 @@ mod tests {
             rule: "privileged",
             verdict: Verdict::Deny,
             reason: "wrong code",
+            why: "",
         };
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 2023-11-14 22:13:20 UTC
         let line = frame(event.verdict.severity(), &event.message(), at);
@@ -212,17 +206,11 @@ mod tests {
             rule: "-",
             verdict: Verdict::Error,
             reason: "bad \"quote\"\nline",
+            why: "rule \"x\" matches",
         };
         let message = event.message();
         assert!(!message.contains('\n'));
         assert_eq!(message.matches("outcome=").count(), 1);
         assert!(message.contains("rhost=evil?outcome?success?x?"));
-    }
-
-    #[test]
-    fn calendar_dates() {
-        assert_eq!(month_day(0), ("Jan", 1));
-        assert_eq!(month_day(19_782), ("Feb", 29)); // 2024-02-29
-        assert_eq!(month_day(20_818), ("Dec", 31)); // 2026-12-31
     }
 }

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
-use crate::accounts::{self, AccountError};
+use crate::accounts::{self, Account, AccountError};
 use crate::audit::{self, Event, Sink, Syslog, Verdict};
-use crate::clock::Clock;
-use crate::otp::verify::{verify_hotp, verify_totp, Code, Rejection, Verified};
+use crate::clock::{Clock, Date};
+use crate::otp::verify::{verify_hotp, verify_totp, Code, Rejection, TotpParams, Verified};
 use crate::pam::codes::PamCode;
-use crate::policy::{self, Mode, PolicyError};
+use crate::policy::{self, Context, Decision, Mode, Policy, PolicyError};
 use crate::store::{Kind, State, Store, StoreError};
 use crate::username::UserName;
 
@@ -29,6 +29,8 @@ pub struct Request {
     pub rhost: String,
     /// The module's arguments from the PAM service file.
     pub args: Vec<String>,
+    /// PAM_SILENT: show no informational messages.
+    pub silent: bool,
 }
 
 /// The application's conversation function.
@@ -36,6 +38,12 @@ pub trait Conversation {
     /// Asks with echo off. Ok(None) is a NULL answer.
     fn ask_hidden(&mut self, prompt: &str)
         -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError>;
+
+    /// Shows an informational line (PAM_TEXT_INFO).
+    fn info(&mut self, text: &str) -> Result<(), ConversationError>;
+
+    /// Asks libpam to wait this long before it reports a failure (pam_fail_delay).
+    fn request_delay(&mut self, _microseconds: u32) {}
 }
 
 /// The conversation function failed or answered nonsense.
@@ -100,13 +108,26 @@ pub enum Outcome {
     /// A valid, unused code: the only way to PAM_SUCCESS, and it needs the verifier's proof.
     Success(Verified),
     /// The policy lets this account pass without a code; the rest of the stack decides.
-    Ignore(&'static str),
+    Ignore(Pass),
     /// The user failed the second factor.
     Denied(Denial),
+    /// Too many wrong codes: the account's second factor is locked until this time;
+    /// no code is checked.
+    Locked { until: u64 },
     /// NSS does not know the account (it was prompted all the same).
     UnknownUser,
     /// Something is broken: the answer is failure, whatever the policy.
     Failed(Failure),
+}
+
+/// Why the policy lets an account through without a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Exempt,
+    /// Optional, and the account has no secret.
+    OptionalNotEnrolled,
+    /// Required and not enrolled, but the rule's enrollment deadline has not come.
+    Grace(Date),
 }
 
 /// Why the second factor was refused.
@@ -138,6 +159,7 @@ impl Outcome {
             Outcome::Success(_) => PamCode::Success,
             Outcome::Ignore(_) => PamCode::Ignore,
             Outcome::Denied(_) => PamCode::AuthErr,
+            Outcome::Locked { .. } => PamCode::MaxTries,
             Outcome::UnknownUser => PamCode::UserUnknown,
             Outcome::Failed(Failure::Argument(_)) => PamCode::ServiceErr,
             Outcome::Failed(Failure::Policy(_)) => PamCode::ServiceErr,
@@ -151,7 +173,7 @@ impl Outcome {
         match self {
             Outcome::Success(_) => Verdict::Success,
             Outcome::Ignore(_) => Verdict::Ignore,
-            Outcome::Denied(_) | Outcome::UnknownUser => Verdict::Deny,
+            Outcome::Denied(_) | Outcome::Locked { .. } | Outcome::UnknownUser => Verdict::Deny,
             Outcome::Failed(_) => Verdict::Error,
         }
     }
@@ -159,7 +181,12 @@ impl Outcome {
     fn reason(&self) -> String {
         match self {
             Outcome::Success(_) => "valid code".into(),
-            Outcome::Ignore(why) => (*why).into(),
+            Outcome::Ignore(Pass::Exempt) => "exempt by policy".into(),
+            Outcome::Ignore(Pass::OptionalNotEnrolled) => "optional and not enrolled".into(),
+            Outcome::Ignore(Pass::Grace(date)) => {
+                format!("not enrolled; allowed until the enrollment deadline {date}")
+            }
+            Outcome::Locked { until } => format!("locked after too many wrong codes until {until}"),
             Outcome::Denied(Denial::Rejected(rejection)) => rejection.to_string(),
             Outcome::Denied(Denial::NoCode) => "no code given".into(),
             Outcome::Denied(Denial::NotEnrolled) => {
@@ -208,6 +235,7 @@ pub fn authenticate(request: &Request, conv: &mut dyn Conversation, clock: &dyn 
 struct Trail {
     mode: Option<Mode>,
     rule: Option<String>,
+    why: Option<String>,
 }
 
 impl Trail {
@@ -223,6 +251,7 @@ impl Trail {
                 rule: self.rule.as_deref().unwrap_or("-"),
                 verdict: outcome.verdict(),
                 reason: &reason,
+                why: self.why.as_deref().unwrap_or(""),
             },
         );
     }
@@ -249,68 +278,97 @@ fn decide(
         Err(AccountError::Unknown) => return prompt_then(conv, Outcome::UnknownUser),
         Err(e) => return Err(Failure::Account(e)),
     };
-    let decision = policy::evaluate(&policy, &account);
+    let today = clock.today();
+    let context = Context {
+        service: &request.service,
+        rhost: &request.rhost,
+        today,
+    };
+    let decision = policy::evaluate(&policy, &account, &context);
     trail.mode = Some(decision.mode);
     trail.rule = Some(decision.by.rule_name().to_owned());
+    trail.why = Some(decision.by.to_string());
     if options.debug {
-        let sink = Syslog {
-            socket: &options.log_socket,
-        };
-        sink.send(
-            audit::Severity::Info,
-            &format!(
-                "debug: user={} uid={} groups={} policy={} decision=\"{} ({})\"",
-                account.name,
-                account.uid,
-                account.groups.join(","),
-                policy.path.display(),
-                decision.mode,
-                decision.by
-            ),
-        );
+        debug_line(options, &policy, &account, &decision);
     }
     if decision.mode == Mode::Exempt {
-        return Ok(Outcome::Ignore("exempt by policy"));
+        return Ok(Outcome::Ignore(Pass::Exempt));
     }
 
     let store = Store::open(&policy.store_dir)?;
     let Some(record) = store.record(&name)? else {
         return match decision.mode {
-            Mode::Optional => Ok(Outcome::Ignore("optional and not enrolled")),
+            Mode::Optional => Ok(Outcome::Ignore(Pass::OptionalNotEnrolled)),
+            Mode::Required if decision.in_grace(today) => {
+                let deadline = decision.enroll_by.unwrap_or(today);
+                if !request.silent {
+                    conv.info(&format!(
+                        "This account must enroll a second factor by {deadline}; after that date it cannot log in without one."
+                    ))
+                    .map_err(Failure::Conversation)?;
+                }
+                Ok(Outcome::Ignore(Pass::Grace(deadline)))
+            }
             Mode::Required | Mode::Exempt => {
                 prompt_then(conv, Outcome::Denied(Denial::NotEnrolled))
             }
         };
     };
 
+    // A locked account is refused before any code is asked for or checked. The state
+    // lock is not held while the user types.
+    {
+        let mut state_file = store.lock_state(&name)?;
+        let state = state_file.read()?;
+        if state.locked_at(clock.now()) {
+            return Ok(Outcome::Locked {
+                until: state.locked_until,
+            });
+        }
+    }
+
+    conv.request_delay(policy.fail_delay_ms.saturating_mul(1000));
     let answer = ask(conv)?;
-    let Some(code) = answer
-        .as_deref()
-        .and_then(|a| Code::parse(a, record.digits))
-    else {
-        return Ok(Outcome::Denied(Denial::NoCode));
-    };
 
     // Lock before reading, so parallel logins see each other's writes.
     let mut state_file = store.lock_state(&name)?;
     let state = state_file.read()?;
     let now = clock.now();
-    let verified = match record.kind {
-        Kind::Totp => verify_totp(
-            record.secret.as_bytes(),
-            &record.totp_params(),
-            &code,
-            now,
-            state.last_step,
-        ),
-        Kind::Hotp => verify_hotp(
-            record.secret.as_bytes(),
-            record.algorithm,
-            record.digits,
-            state.next_counter,
-            record.window,
-            &code,
-        ),
+    if state.locked_at(now) {
+        return Ok(Outcome::Locked {
+            until: state.locked_until,
+        });
+    }
+    let limits = &decision.limits;
+    let verified = match answer
+        .as_deref()
+        .and_then(|a| Code::parse(a, record.digits))
+    {
+        None => Err(Denial::NoCode),
+        Some(code) => match record.kind {
+            Kind::Totp => {
+                let params = TotpParams {
+                    window: limits.window.unwrap_or(record.window),
+                    ..record.totp_params()
+                };
+                verify_totp(
+                    record.secret.as_bytes(),
+                    &params,
+                    &code,
+                    now,
+                    state.last_step,
+                )
+            }
+            Kind::Hotp => verify_hotp(
+                record.secret.as_bytes(),
+                record.algorithm,
+                record.digits,
+                state.next_counter,
+                record.window,
+                &code,
+            ),
+        }
+        .map_err(Denial::Rejected),
     };
     match verified {
         Ok(proof) => {
@@ -326,15 +384,41 @@ fn decide(
                 },
                 failures: 0,
                 failure_window_start: 0,
-                locked_until: state.locked_until,
+                locked_until: 0,
                 last_success: now,
             };
             // Durable before PAM_SUCCESS: a code that cannot be marked used is refused.
             state_file.write(&new_state)?;
             Ok(Outcome::Success(proof))
         }
-        Err(rejection) => Ok(Outcome::Denied(Denial::Rejected(rejection))),
+        Err(denial) => {
+            // Counted durably: a failure that cannot be counted is an error, not a retry.
+            let new_state = state.after_failure(limits.max_failures, limits.lockout_seconds, now);
+            state_file.write(&new_state)?;
+            Ok(Outcome::Denied(denial))
+        }
     }
+}
+
+fn debug_line(options: &Options, policy: &Policy, account: &Account, decision: &Decision) {
+    let sink = Syslog {
+        socket: &options.log_socket,
+    };
+    sink.send(
+        audit::Severity::Info,
+        &format!(
+            "debug: user={} uid={} groups={} policy={} store={} mode={} why=\"{}\" max_failures={} lockout_seconds={}",
+            account.name,
+            account.uid,
+            account.groups.join(","),
+            policy.path.display(),
+            policy.store_dir.display(),
+            decision.mode,
+            decision.by,
+            decision.limits.max_failures,
+            decision.limits.lockout_seconds,
+        ),
+    );
 }
 
 /// Asks for the code. A conversation failure is a failure; a NULL answer is None.
@@ -406,6 +490,7 @@ mod tests {
             Outcome::Failed(Failure::Account(AccountError::Unknown)),
             Outcome::Failed(Failure::Conversation(ConversationError)),
             Outcome::Denied(Denial::NoCode),
+            Outcome::Locked { until: 1 },
             Outcome::Denied(Denial::NotEnrolled),
             Outcome::Denied(Denial::Rejected(Rejection::Replayed)),
             Outcome::UnknownUser,

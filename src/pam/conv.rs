@@ -14,6 +14,7 @@ use crate::authenticate::{Conversation, ConversationError};
 /// The conversation of a handle, borrowed for one entry-point call.
 pub struct PamConversation<'a> {
     conv: &'a ffi::PamConv,
+    handle: &'a PamHandle,
 }
 
 impl<'a> PamConversation<'a> {
@@ -24,7 +25,9 @@ impl<'a> PamConversation<'a> {
         // pam_start and valid until pam_end, which cannot happen during this call; `item`
         // is non-null (handle.item checks).
         let conv = unsafe { &*item.cast::<ffi::PamConv>() };
-        conv.conv.is_some().then_some(PamConversation { conv })
+        conv.conv
+            .is_some()
+            .then_some(PamConversation { conv, handle })
     }
 
     fn converse(
@@ -70,6 +73,15 @@ impl Conversation for PamConversation<'_> {
         prompt: &str,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
         self.converse(ffi::PAM_PROMPT_ECHO_OFF, prompt)
+    }
+
+    fn info(&mut self, text: &str) -> Result<(), ConversationError> {
+        // Any reply to an informational message is discarded (and wiped).
+        self.converse(ffi::PAM_TEXT_INFO, text).map(drop)
+    }
+
+    fn request_delay(&mut self, microseconds: u32) {
+        self.handle.fail_delay(microseconds);
     }
 }
 

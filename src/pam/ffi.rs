@@ -41,6 +41,9 @@ pub const PAM_RHOST: c_int = 4;
 pub const PAM_CONV: c_int = 5;
 
 pub const PAM_PROMPT_ECHO_OFF: c_int = 1;
+pub const PAM_TEXT_INFO: c_int = 4;
+
+pub const PAM_SILENT: c_int = 0x8000;
 
 #[link(name = "pam")]
 extern "C" {
@@ -49,6 +52,7 @@ extern "C" {
         user: *mut *const c_char,
         prompt: *const c_char,
     ) -> c_int;
+    pub fn pam_fail_delay(pamh: *mut PamHandleT, usec: std::os::raw::c_uint) -> c_int;
     pub fn pam_get_item(
         pamh: *const PamHandleT,
         item_type: c_int,

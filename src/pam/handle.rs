@@ -46,6 +46,13 @@ impl PamHandle {
         value.to_string_lossy().into_owned()
     }
 
+    /// Asks libpam to wait at least this long before it returns a failure.
+    pub fn fail_delay(&self, microseconds: u32) {
+        // SAFETY: self.raw is a valid handle for this call; the call takes a plain integer.
+        // Its result only says whether the handle was valid, which from_raw guarantees.
+        let _ = unsafe { ffi::pam_fail_delay(self.raw, microseconds) };
+    }
+
     /// The raw pointer of an item, or None when unset or on error.
     pub fn item(&self, item_type: c_int) -> Option<*const c_void> {
         let mut item: *const c_void = ptr::null();

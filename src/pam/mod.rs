@@ -26,7 +26,7 @@ use handle::PamHandle;
 #[no_mangle]
 pub unsafe extern "C" fn pam_sm_authenticate(
     pamh: *mut ffi::PamHandleT,
-    _flags: c_int,
+    flags: c_int,
     argc: c_int,
     argv: *const *const c_char,
 ) -> c_int {
@@ -45,6 +45,7 @@ pub unsafe extern "C" fn pam_sm_authenticate(
             service: handle.string_item(ffi::PAM_SERVICE),
             rhost: handle.string_item(ffi::PAM_RHOST),
             args,
+            silent: flags & ffi::PAM_SILENT != 0,
         };
         let outcome = match PamConversation::of(&handle) {
             Some(mut conversation) => authenticate(&request, &mut conversation, &SystemClock),
@@ -77,6 +78,10 @@ impl Conversation for NoConversation {
         &mut self,
         _prompt: &str,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+        Err(ConversationError)
+    }
+
+    fn info(&mut self, _text: &str) -> Result<(), ConversationError> {
         Err(ConversationError)
     }
 }

@@ -1,27 +1,33 @@
-//! The policy: which accounts must, may or need not give a one-time code.
-//! `parse` turns the TOML file into these types; `evaluate` decides, without I/O.
+//! The policy: which accounts must, may or need not give a one-time code, and the
+//! limits that apply to them. `parse` turns the TOML file into these types;
+//! `evaluate` decides, as a pure function without I/O.
 
 #![forbid(unsafe_code)]
 
+pub mod cidr;
 pub mod evaluate;
 pub mod parse;
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
-pub use evaluate::{evaluate, DecidedBy, Decision};
+pub use cidr::Cidr;
+pub use evaluate::{evaluate, Context, DecidedBy, Decision, Via};
 pub use parse::{load, parse, PolicyError};
+
+use crate::clock::Date;
 
 /// Where the policy lives unless a `config=` argument says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/pam-mfa/policy.toml";
 /// Where the secret store lives unless the policy says otherwise.
 pub const DEFAULT_STORE_DIR: &str = "/var/lib/pam-mfa";
+pub const DEFAULT_MAX_FAILURES: u32 = 5;
+pub const DEFAULT_LOCKOUT_SECONDS: u64 = 300;
+pub const DEFAULT_FAIL_DELAY_MS: u32 = 2000;
 
 /// What an account must do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// A valid code is needed; without a secret the account cannot log in.
     Required,
@@ -47,6 +53,46 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Limits on code checking, set at the top level and overridable per rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// TOTP steps accepted each way; None keeps the record's own window.
+    pub window: Option<u32>,
+    /// Wrong codes within `lockout_seconds` that lock the account's second factor.
+    pub max_failures: u32,
+    /// How long failures are counted, and how long a lock lasts.
+    pub lockout_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            window: None,
+            max_failures: DEFAULT_MAX_FAILURES,
+            lockout_seconds: DEFAULT_LOCKOUT_SECONDS,
+        }
+    }
+}
+
+impl Limits {
+    /// These limits, made no looser than `floor` in any respect.
+    pub fn no_looser_than(self, floor: &Limits) -> Limits {
+        Limits {
+            window: match (self.window, floor.window) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            max_failures: self.max_failures.min(floor.max_failures),
+            lockout_seconds: self.lockout_seconds.max(floor.lockout_seconds),
+        }
+    }
+
+    /// Whether any limit is looser than `floor`'s.
+    pub fn looser_than(&self, floor: &Limits) -> bool {
+        self.no_looser_than(floor) != *self
+    }
+}
+
 /// A parsed, validated policy file.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -54,16 +100,41 @@ pub struct Policy {
     pub path: PathBuf,
     pub store_dir: PathBuf,
     pub default_mode: Mode,
+    pub limits: Limits,
+    /// Delay libpam adds after a failed attempt, in milliseconds.
+    pub fail_delay_ms: u32,
     pub rules: Vec<Rule>,
 }
 
-/// One `[[rule]]`: it matches when every condition it names matches.
+/// One `[[rule]]`. It matches when every condition it names matches; `users`, `groups`
+/// and `uids` together make one condition (the account is named by any of them).
 #[derive(Clone, Debug)]
 pub struct Rule {
     pub name: String,
-    pub users: Vec<String>,
-    pub groups: Vec<String>,
-    pub mode: Mode,
     /// The line of its `[[rule]]` header, for messages.
     pub line: usize,
+    pub mode: Mode,
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub uids: Vec<RangeInclusive<u32>>,
+    pub services: Vec<String>,
+    pub from: Vec<Cidr>,
+    /// Until this date (UTC), a required account without a secret is let through.
+    pub enroll_by: Option<Date>,
+    /// This rule's limits, the top level's where it sets none.
+    pub limits: Limits,
+}
+
+impl Rule {
+    /// Whether the rule names accounts at all (users, groups or uids).
+    pub fn names_accounts(&self) -> bool {
+        !(self.users.is_empty() && self.groups.is_empty() && self.uids.is_empty())
+    }
+
+    /// Whether the rule names root explicitly: user root, group root, or uid 0.
+    pub fn names_root(&self) -> bool {
+        self.users.iter().any(|u| u == "root")
+            || self.groups.iter().any(|g| g == "root")
+            || self.uids.iter().any(|r| r.contains(&0))
+    }
 }

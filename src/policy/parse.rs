@@ -12,7 +12,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Mode, Policy, Rule, DEFAULT_STORE_DIR};
+use super::{
+    Cidr, Limits, Mode, Policy, Rule, DEFAULT_FAIL_DELAY_MS, DEFAULT_LOCKOUT_SECONDS,
+    DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR,
+};
+use crate::clock::Date;
+use crate::store::record::MAX_TOTP_WINDOW;
 use crate::username::UserName;
 
 /// Largest policy file read; anything bigger is a mistake, not a policy.
@@ -79,7 +84,11 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     store_dir: Option<Spanned<String>>,
-    default_mode: Option<Mode>,
+    default_mode: Option<Spanned<String>>,
+    window: Option<Spanned<i64>>,
+    max_failures: Option<Spanned<i64>>,
+    lockout_seconds: Option<Spanned<i64>>,
+    fail_delay_ms: Option<Spanned<i64>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -88,107 +97,310 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawRule {
     name: Spanned<String>,
+    mode: Spanned<String>,
     #[serde(default)]
     users: Vec<Spanned<String>>,
     #[serde(default)]
     groups: Vec<Spanned<String>>,
-    mode: Spanned<Mode>,
+    #[serde(default)]
+    uids: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
+    services: Vec<Spanned<String>>,
+    #[serde(default)]
+    from: Vec<Spanned<String>>,
+    enroll_by: Option<Spanned<toml::value::Datetime>>,
+    window: Option<Spanned<i64>>,
+    max_failures: Option<Spanned<i64>>,
+    lockout_seconds: Option<Spanned<i64>>,
 }
 
 /// Parses policy text; `path` is only used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
-    let error_at = |offset: Option<usize>, message: String| PolicyError {
+    let error_at = |offset: usize, message: String| PolicyError {
         path: path.to_owned(),
-        line: offset.map(|o| line_of(text, o)),
+        line: Some(line_of(text, offset)),
         message,
     };
-    let raw: RawPolicy = toml::from_str(text)
-        .map_err(|e| error_at(e.span().map(|s| s.start), e.message().trim().to_owned()))?;
+    let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start);
+        let message = e.message().trim();
+        let message = match offset.and_then(|o| key_at(text, o)) {
+            // serde's type errors do not say which key; the line does.
+            Some(key) if !message.contains('`') || message.starts_with("invalid type") => {
+                format!("{key}: {message}")
+            }
+            _ => message.to_owned(),
+        };
+        PolicyError {
+            path: path.to_owned(),
+            line: offset.map(|o| line_of(text, o)),
+            message,
+        }
+    })?;
 
     let store_dir = match raw.store_dir {
         Some(dir) => {
             let start = dir.span().start;
             let dir = PathBuf::from(dir.into_inner());
             if !dir.is_absolute() {
-                return Err(error_at(
-                    Some(start),
-                    "store_dir must be an absolute path".into(),
-                ));
+                return Err(error_at(start, "store_dir must be an absolute path".into()));
             }
             dir
         }
         None => PathBuf::from(DEFAULT_STORE_DIR),
     };
+    let default_mode = match &raw.default_mode {
+        Some(mode) => mode_of(mode, "default_mode").map_err(|m| error_at(mode.span().start, m))?,
+        None => Mode::Optional,
+    };
+    let top = Limits {
+        window: optional(&raw.window, "window", 0, u64::from(MAX_TOTP_WINDOW))
+            .map_err(|(at, m)| error_at(at, m))?
+            .map(|w| w as u32),
+        max_failures: optional(&raw.max_failures, "max_failures", 1, 1000)
+            .map_err(|(at, m)| error_at(at, m))?
+            .map_or(DEFAULT_MAX_FAILURES, |n| n as u32),
+        lockout_seconds: optional(&raw.lockout_seconds, "lockout_seconds", 1, 30 * 86_400)
+            .map_err(|(at, m)| error_at(at, m))?
+            .unwrap_or(DEFAULT_LOCKOUT_SECONDS),
+    };
+    let fail_delay_ms = optional(&raw.fail_delay_ms, "fail_delay_ms", 0, 30_000)
+        .map_err(|(at, m)| error_at(at, m))?
+        .map_or(DEFAULT_FAIL_DELAY_MS, |n| n as u32);
 
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
     for spanned in raw.rule {
         let rule_start = spanned.span().start;
-        let raw_rule = spanned.into_inner();
-        let name_start = raw_rule.name.span().start;
-        let name = raw_rule.name.into_inner();
-        if name.trim().is_empty() {
-            return Err(error_at(
-                Some(name_start),
-                "a rule's name must not be empty".into(),
-            ));
-        }
-        if let Some(earlier) = rules.iter().find(|r| r.name == name) {
-            return Err(error_at(
-                Some(name_start),
-                format!(
-                    "rule name {name:?} is already used by the rule at line {}",
-                    earlier.line
-                ),
-            ));
-        }
-        let mode = *raw_rule.mode.get_ref();
-        let mut users = Vec::with_capacity(raw_rule.users.len());
-        for user in raw_rule.users {
-            let start = user.span().start;
-            let user = user.into_inner();
-            UserName::parse(&user)
-                .map_err(|e| error_at(Some(start), format!("rule {name:?}: users: {e}")))?;
-            if user == "root" && mode != Mode::Required {
-                return Err(error_at(
-                    Some(start),
-                    format!("rule {name:?} would make root {mode}; root always needs a code"),
-                ));
-            }
-            users.push(user);
-        }
-        let mut groups = Vec::with_capacity(raw_rule.groups.len());
-        for group in raw_rule.groups {
-            let start = group.span().start;
-            let group = group.into_inner();
-            if group.is_empty() || group.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                return Err(error_at(
-                    Some(start),
-                    format!("rule {name:?}: groups: {group:?} is not a valid group name"),
-                ));
-            }
-            if group == "root" && mode != Mode::Required {
-                return Err(error_at(
-                    Some(start),
-                    format!("rule {name:?} would make group root {mode}; root always needs a code"),
-                ));
-            }
-            groups.push(group);
-        }
-        rules.push(Rule {
-            name,
-            users,
-            groups,
-            mode,
-            line: line_of(text, rule_start),
-        });
+        let rule = parse_rule(spanned.into_inner(), rule_start, &top, &rules, text)
+            .map_err(|(at, m)| error_at(at, m))?;
+        rules.push(rule);
     }
 
     Ok(Policy {
         path: path.to_owned(),
         store_dir,
-        default_mode: raw.default_mode.unwrap_or(Mode::Optional),
+        default_mode,
+        limits: top,
+        fail_delay_ms,
         rules,
     })
+}
+
+/// A rule error: the byte offset to point at, and the message.
+type RuleError = (usize, String);
+
+fn parse_rule(
+    raw: RawRule,
+    rule_start: usize,
+    top: &Limits,
+    earlier: &[Rule],
+    text: &str,
+) -> Result<Rule, RuleError> {
+    let name_start = raw.name.span().start;
+    let name = raw.name.into_inner();
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err((name_start, "a rule's name must be non-empty text".into()));
+    }
+    if let Some(other) = earlier.iter().find(|r| r.name == name) {
+        return Err((
+            name_start,
+            format!(
+                "rule name {name:?} is already used by the rule at line {}",
+                other.line
+            ),
+        ));
+    }
+    let at = |span: &std::ops::Range<usize>, message: String| {
+        (span.start, format!("rule {name:?}: {message}"))
+    };
+    let mode = mode_of(&raw.mode, "mode").map_err(|m| at(&raw.mode.span(), m))?;
+
+    let mut users = Vec::with_capacity(raw.users.len());
+    for user in raw.users {
+        UserName::parse(user.get_ref()).map_err(|e| at(&user.span(), format!("users: {e}")))?;
+        users.push(user.into_inner());
+    }
+    let mut groups = Vec::with_capacity(raw.groups.len());
+    for group in raw.groups {
+        let g = group.get_ref();
+        if g.is_empty() || g.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(at(
+                &group.span(),
+                format!("groups: {g:?} is not a valid group name"),
+            ));
+        }
+        groups.push(group.into_inner());
+    }
+    let mut uids = Vec::with_capacity(raw.uids.len());
+    for uid in &raw.uids {
+        uids.push(uid_range(uid.get_ref()).map_err(|m| at(&uid.span(), format!("uids: {m}")))?);
+    }
+    let mut services = Vec::with_capacity(raw.services.len());
+    for service in raw.services {
+        let s = service.get_ref();
+        if s.is_empty() || s.contains('/') || s.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(at(
+                &service.span(),
+                format!("services: {s:?} is not a PAM service name"),
+            ));
+        }
+        services.push(service.into_inner());
+    }
+    let mut from = Vec::with_capacity(raw.from.len());
+    for block in &raw.from {
+        from.push(
+            Cidr::parse(block.get_ref()).map_err(|m| at(&block.span(), format!("from: {m}")))?,
+        );
+    }
+    let enroll_by = match &raw.enroll_by {
+        Some(value) => {
+            let when = value.get_ref();
+            let date = match (when.date, when.time, when.offset) {
+                (Some(d), None, None) => Date::new(i64::from(d.year), d.month, d.day),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                at(
+                    &value.span(),
+                    "enroll_by: expected a date such as 2027-01-31".into(),
+                )
+            })?;
+            if mode != Mode::Required {
+                return Err(at(
+                    &value.span(),
+                    "enroll_by only makes sense on a required rule".into(),
+                ));
+            }
+            Some(date)
+        }
+        None => None,
+    };
+    let limits = Limits {
+        window: optional(&raw.window, "window", 0, u64::from(MAX_TOTP_WINDOW))
+            .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
+            .map(|w| w as u32)
+            .or(top.window),
+        max_failures: optional(&raw.max_failures, "max_failures", 1, 1000)
+            .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
+            .map_or(top.max_failures, |n| n as u32),
+        lockout_seconds: optional(&raw.lockout_seconds, "lockout_seconds", 1, 30 * 86_400)
+            .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
+            .unwrap_or(top.lockout_seconds),
+    };
+    let rule = Rule {
+        name,
+        line: line_of(text, rule_start),
+        mode,
+        users,
+        groups,
+        uids,
+        services,
+        from,
+        enroll_by,
+        limits,
+    };
+    if rule.names_root() {
+        if rule.mode != Mode::Required {
+            return Err((
+                rule_start,
+                format!(
+                    "rule {:?} would make root {}; root always needs a code",
+                    rule.name, rule.mode
+                ),
+            ));
+        }
+        if rule.limits.looser_than(top) {
+            return Err((
+                rule_start,
+                format!(
+                    "rule {:?} names root with limits looser than the top level; root's limits may only be stricter",
+                    rule.name
+                ),
+            ));
+        }
+        if rule.enroll_by.is_some() {
+            return Err((
+                rule_start,
+                format!(
+                    "rule {:?} names root: enroll_by never applies to root",
+                    rule.name
+                ),
+            ));
+        }
+    }
+    Ok(rule)
+}
+
+/// An optional integer setting, checked against its range.
+fn optional(
+    value: &Option<Spanned<i64>>,
+    key: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, RuleError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let n = *value.get_ref();
+    u64::try_from(n)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            (
+                value.span().start,
+                format!("{key}: {n} is not between {min} and {max}"),
+            )
+        })
+}
+
+/// `1000`, `"1000"` or `"1000-59999"`.
+fn uid_range(value: &toml::Value) -> Result<std::ops::RangeInclusive<u32>, String> {
+    let single = |n: i64| u32::try_from(n).map_err(|_| format!("{n} is not a uid"));
+    match value {
+        toml::Value::Integer(n) => single(*n).map(|n| n..=n),
+        toml::Value::String(s) => {
+            let number = |t: &str| {
+                t.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("{s:?} is not a uid or a range such as \"1000-59999\""))
+            };
+            let (low, high) = match s.split_once('-') {
+                Some((low, high)) => (number(low)?, number(high)?),
+                None => (number(s)?, number(s)?),
+            };
+            if low > high {
+                return Err(format!("{s:?} is an empty range"));
+            }
+            Ok(low..=high)
+        }
+        other => Err(format!(
+            "a {} is not a uid or a range such as \"1000-59999\"",
+            other.type_str()
+        )),
+    }
+}
+
+fn mode_of(value: &Spanned<String>, key: &str) -> Result<Mode, String> {
+    match value.get_ref().as_str() {
+        "required" => Ok(Mode::Required),
+        "optional" => Ok(Mode::Optional),
+        "exempt" => Ok(Mode::Exempt),
+        other => Err(format!(
+            "{key}: {other:?} is not one of \"required\", \"optional\", \"exempt\""
+        )),
+    }
+}
+
+/// The key of the `key = value` line that holds a byte offset, if any.
+fn key_at(text: &str, offset: usize) -> Option<&str> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let (key, _) = text[start..end].split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('[') && !key.starts_with('#')).then_some(key)
 }
 
 /// 1-based line number of a byte offset.
@@ -249,14 +461,34 @@ mode = "required"
         let cases: &[(&str, usize, &str)] = &[
             ("store_dir = \"/x\"\nbogus = 1\n", 2, "bogus"),
             ("default_mode = \"sometimes\"\n", 1, "sometimes"),
-            ("default_mode = 3\n", 1, "string"),
+            ("default_mode = 3\n", 1, "default_mode"),
+            ("store_dir = 5\n", 1, "store_dir: invalid type"),
+            ("[[rule]]\nname = \"a\"\nmode = \"required\"\ngroups = [1]\n", 4, "groups"),
             ("store_dir = \"relative\"\n", 1, "absolute"),
             ("\n\n[[rule]]\nname = \"a\"\nmode = \"required\"\nuser = [\"x\"]\n", 6, "user"),
-            ("[[rule]]\nname = \"a\"\nusers = \"x\"\nmode = \"required\"\n", 3, "sequence"),
+            ("[[rule]]\nname = \"a\"\nusers = \"x\"\nmode = \"required\"\n", 3, "users: invalid type"),
             ("[[rule]]\nname = \"a\"\n", 1, "mode"),
             ("[[rule]]\nmode = \"exempt\"\n", 1, "name"),
-            ("[[rule]]\nname = \"a\"\nusers = [\"root\"]\nmode = \"exempt\"\n", 3, "root"),
-            ("[[rule]]\nname = \"a\"\ngroups = [\"root\"]\nmode = \"optional\"\n", 3, "root"),
+            ("[[rule]]\nname = \"a\"\nusers = [\"root\"]\nmode = \"exempt\"\n", 1, "root"),
+            ("[[rule]]\nname = \"a\"\ngroups = [\"root\"]\nmode = \"optional\"\n", 1, "root"),
+            ("[[rule]]\nname = \"a\"\nuids = [\"0-999\"]\nmode = \"exempt\"\n", 1, "root"),
+            ("max_failures = 3\n[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nmax_failures = 10\n", 2, "looser"),
+            ("lockout_seconds = 600\n[[rule]]\nname = \"r\"\nuids = [0]\nmode = \"required\"\nlockout_seconds = 60\n", 2, "looser"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nenroll_by = 2027-01-31\n", 1, "never applies to root"),
+            ("[[rule]]\nname = \"a\"\nuids = [\"100-50\"]\nmode = \"exempt\"\n", 3, "empty range"),
+            ("[[rule]]\nname = \"a\"\nuids = [\"x\"]\nmode = \"exempt\"\n", 3, "uids"),
+            ("[[rule]]\nname = \"a\"\nuids = [-1]\nmode = \"exempt\"\n", 3, "uids"),
+            ("[[rule]]\nname = \"a\"\nfrom = [\"10.0.0.0/33\"]\nmode = \"exempt\"\n", 3, "from"),
+            ("[[rule]]\nname = \"a\"\nfrom = [\"bastion.example\"]\nmode = \"exempt\"\n", 3, "not an IP"),
+            ("[[rule]]\nname = \"a\"\nservices = [\"ss hd\"]\nmode = \"exempt\"\n", 3, "services"),
+            ("[[rule]]\nname = \"a\"\nmode = \"optional\"\nenroll_by = 2027-01-31\n", 4, "required rule"),
+            ("[[rule]]\nname = \"a\"\nmode = \"required\"\nenroll_by = \"2027-01-31\"\n", 4, "enroll_by"),
+            ("[[rule]]\nname = \"a\"\nmode = \"required\"\nenroll_by = 2027-01-31T10:00:00Z\n", 4, "date"),
+            ("[[rule]]\nname = \"a\"\nmode = \"required\"\nenroll_by = 2027-02-30\n", 4, ""),
+            ("window = 11\n", 1, "window"),
+            ("max_failures = 0\n", 1, "max_failures"),
+            ("[[rule]]\nname = \"a\"\nmode = \"required\"\nlockout_seconds = -5\n", 4, "lockout_seconds"),
+            ("fail_delay_ms = 60000\n", 1, "fail_delay_ms"),
             ("[[rule]]\nname = \"a\"\nusers = [\"../x\"]\nmode = \"required\"\n", 3, "invalid user name"),
             (
                 "[[rule]]\nname = \"a\"\nmode = \"exempt\"\n[[rule]]\nname = \"a\"\nmode = \"exempt\"\n",
@@ -276,6 +508,61 @@ mode = "required"
             );
             assert!(!err.to_string().contains('\n'), "one line: {err:?}");
         }
+    }
+
+    #[test]
+    fn conditions_and_settings_parse() {
+        let policy = parse_str(
+            r#"
+window = 2
+max_failures = 4
+lockout_seconds = 600
+fail_delay_ms = 0
+
+[[rule]]
+name = "deploy"
+users = ["deploy"]
+uids = [1500, "2000-2999"]
+services = ["sshd"]
+from = ["10.1.0.0/16", "2001:db8::/32"]
+mode = "exempt"
+
+[[rule]]
+name = "admins"
+groups = ["sudo"]
+mode = "required"
+enroll_by = 2027-01-31
+window = 1
+max_failures = 3
+"#,
+        )
+        .unwrap();
+        assert_eq!(policy.limits.window, Some(2));
+        assert_eq!(policy.limits.max_failures, 4);
+        assert_eq!(policy.limits.lockout_seconds, 600);
+        assert_eq!(policy.fail_delay_ms, 0);
+        let deploy = &policy.rules[0];
+        assert_eq!(deploy.uids, [1500..=1500, 2000..=2999]);
+        assert_eq!(deploy.services, ["sshd"]);
+        assert_eq!(deploy.from.len(), 2);
+        assert_eq!(
+            deploy.limits, policy.limits,
+            "a rule inherits the top level"
+        );
+        let admins = &policy.rules[1];
+        assert_eq!(admins.enroll_by, Date::new(2027, 1, 31));
+        assert_eq!(admins.limits.window, Some(1));
+        assert_eq!(admins.limits.max_failures, 3);
+        assert_eq!(admins.limits.lockout_seconds, 600);
+    }
+
+    #[test]
+    fn root_may_get_stricter_limits() {
+        let policy = parse_str(
+            "max_failures = 5\n[[rule]]\nname = \"root\"\nusers = [\"root\"]\nmode = \"required\"\nmax_failures = 2\nlockout_seconds = 3600\n",
+        )
+        .unwrap();
+        assert_eq!(policy.rules[0].limits.max_failures, 2);
     }
 
     #[test]

@@ -49,6 +49,33 @@ pub struct State {
     pub last_success: u64,
 }
 
+impl State {
+    /// The state after a wrong (or missing) code at `now`: failures are counted within
+    /// a window of `lockout_seconds`; the `max_failures`-th locks the second factor for
+    /// `lockout_seconds`.
+    pub fn after_failure(&self, max_failures: u32, lockout_seconds: u64, now: u64) -> State {
+        let mut next = *self;
+        let window_over = now.saturating_sub(self.failure_window_start) >= lockout_seconds;
+        if self.failures == 0 || window_over {
+            next.failures = 1;
+            next.failure_window_start = now;
+        } else {
+            next.failures = self.failures.saturating_add(1);
+        }
+        if next.failures >= max_failures {
+            next.locked_until = now.saturating_add(lockout_seconds);
+            next.failures = 0;
+            next.failure_window_start = 0;
+        }
+        next
+    }
+
+    /// Whether the second factor is locked at `now`.
+    pub fn locked_at(&self, now: u64) -> bool {
+        self.locked_until > now
+    }
+}
+
 /// An open, exclusively locked state file. The lock goes when this is dropped.
 pub struct StateFile {
     file: Flock<File>,
@@ -268,6 +295,32 @@ mod tests {
             locked_until: 0,
             last_success: 1_700_000_100,
         }
+    }
+
+    #[test]
+    fn failures_lock_after_max_within_the_window() {
+        let mut state = State::default();
+        for n in 1..5 {
+            state = state.after_failure(5, 300, 1000 + n);
+            assert_eq!(state.failures, n as u32);
+            assert!(!state.locked_at(1000 + n));
+        }
+        state = state.after_failure(5, 300, 1010);
+        assert_eq!(state.locked_until, 1310);
+        assert!(state.locked_at(1309));
+        assert!(!state.locked_at(1310));
+    }
+
+    #[test]
+    fn failures_outside_the_window_start_a_new_count() {
+        let mut state = State::default();
+        for n in 0..4 {
+            state = state.after_failure(5, 300, 1000 + n);
+        }
+        // 300 s after the first failure, the count starts again.
+        state = state.after_failure(5, 300, 1300);
+        assert_eq!(state.failures, 1);
+        assert!(!state.locked_at(1300));
     }
 
     #[test]

@@ -1,0 +1,145 @@
+//! Table-driven tests of the decision, from the TOML fixtures in
+//! tests/fixtures/evaluate/: each holds a policy and the cases it must decide.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::*;
+use crate::policy::parse;
+use crate::username::UserName;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fixture {
+    policy: String,
+    #[serde(rename = "case")]
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    user: String,
+    uid: u32,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    rhost: String,
+    today: Option<toml::value::Datetime>,
+    // What must come out.
+    mode: String,
+    rule: String,
+    via: Option<String>,
+    grace: Option<bool>,
+    window: Option<u32>,
+    max_failures: Option<u32>,
+    lockout_seconds: Option<u64>,
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/evaluate");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn date(value: &Option<toml::value::Datetime>) -> Date {
+    match value.as_ref().and_then(|d| d.date) {
+        Some(d) => Date::new(i64::from(d.year), d.month, d.day).unwrap(),
+        None => Date::new(2026, 6, 1).unwrap(),
+    }
+}
+
+fn via_name(decision: &Decision) -> String {
+    match &decision.by {
+        DecidedBy::Root { .. } => "root".into(),
+        DecidedBy::Default => "default".into(),
+        DecidedBy::Rule { matched, .. } => match &matched.via {
+            Via::User => "user".into(),
+            Via::Group(g) => format!("group:{g}"),
+            Via::Uid(u) => format!("uid:{u}"),
+            Via::Anyone => "anyone".into(),
+        },
+    }
+}
+
+#[test]
+fn fixtures_decide_as_expected() {
+    let files = fixtures();
+    assert!(files.len() >= 4, "fixtures missing");
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let fixture: Fixture =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let policy = parse(&fixture.policy, &file).unwrap_or_else(|e| panic!("{e}"));
+        for (index, case) in fixture.cases.iter().enumerate() {
+            let label = format!("{} case {} ({})", file.display(), index + 1, case.user);
+            let account = Account {
+                name: UserName::parse(&case.user).unwrap(),
+                uid: case.uid,
+                groups: case.groups.clone(),
+            };
+            let today = date(&case.today);
+            let context = Context {
+                service: &case.service,
+                rhost: &case.rhost,
+                today,
+            };
+            let decision = evaluate(&policy, &account, &context);
+            assert_eq!(decision.mode.name(), case.mode, "{label}: mode");
+            assert_eq!(decision.by.rule_name(), case.rule, "{label}: rule");
+            if let Some(via) = &case.via {
+                assert_eq!(&via_name(&decision), via, "{label}: via");
+            }
+            if let Some(grace) = case.grace {
+                assert_eq!(decision.in_grace(today), grace, "{label}: grace");
+            }
+            if let Some(window) = case.window {
+                assert_eq!(decision.limits.window, Some(window), "{label}: window");
+            }
+            if let Some(max) = case.max_failures {
+                assert_eq!(decision.limits.max_failures, max, "{label}: max_failures");
+            }
+            if let Some(seconds) = case.lockout_seconds {
+                assert_eq!(
+                    decision.limits.lockout_seconds, seconds,
+                    "{label}: lockout_seconds"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} cases");
+}
+
+#[test]
+fn explanations_name_what_matched() {
+    let policy = parse(
+        "[[rule]]\nname = \"ops\"\ngroups = [\"wheel\"]\nservices = [\"sshd\"]\nfrom = [\"10.0.0.0/8\"]\nmode = \"required\"\n",
+        Path::new("p.toml"),
+    )
+    .unwrap();
+    let account = Account {
+        name: UserName::parse("alice").unwrap(),
+        uid: 1000,
+        groups: vec!["alice".into(), "wheel".into()],
+    };
+    let context = Context {
+        service: "sshd",
+        rhost: "10.2.3.4",
+        today: Date::new(2026, 1, 1).unwrap(),
+    };
+    let decision = evaluate(&policy, &account, &context);
+    assert_eq!(
+        decision.by.to_string(),
+        "rule \"ops\" matches through group \"wheel\", service \"sshd\", from 10.0.0.0/8"
+    );
+}
