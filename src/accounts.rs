@@ -73,7 +73,19 @@ pub fn lookup(name: &UserName) -> Result<Account, AccountError> {
 fn group_name(gid: Gid) -> Result<String, AccountError> {
     match Group::from_gid(gid) {
         Ok(Some(group)) => Ok(group.name),
-        Ok(None) => Err(AccountError::UnnamedGroup(gid.as_raw())),
+        Ok(None) | Err(Errno::ENOENT | Errno::ESRCH) => {
+            Err(AccountError::UnnamedGroup(gid.as_raw()))
+        }
         Err(e) => Err(AccountError::Groups(e)),
+    }
+}
+
+/// Whether NSS knows a group of this name: Ok(false) when it does not, Err when the
+/// lookup itself failed.
+pub fn group_exists(name: &str) -> Result<bool, Errno> {
+    match Group::from_name(name) {
+        Ok(found) => Ok(found.is_some()),
+        Err(Errno::ENOENT | Errno::ESRCH) => Ok(false),
+        Err(e) => Err(e),
     }
 }

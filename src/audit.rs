@@ -110,11 +110,6 @@ impl Sink for Syslog<'_> {
     }
 }
 
-/// Writes an event to a sink at its verdict's severity.
-pub fn record(sink: &dyn Sink, event: &Event<'_>) {
-    sink.send(event.verdict.severity(), &event.message());
-}
-
 /// An RFC 3164 line: `<PRI>Mmm dd hh:mm:ss pam_mfa[pid]: message` (UTC; journald and
 /// rsyslog stamp their own time on local lines anyway).
 fn frame(severity: Severity, message: &str, at: SystemTime) -> String {

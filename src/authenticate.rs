@@ -14,6 +14,7 @@ use crate::clock::{Clock, Date};
 use crate::otp::verify::{verify_hotp, verify_totp, Code, Rejection, TotpParams, Verified};
 use crate::pam::codes::PamCode;
 use crate::policy::{self, Context, Decision, Mode, Policy, PolicyError};
+use crate::recovery::{self, RecoveryMatch};
 use crate::store::{Kind, State, Store, StoreError};
 use crate::username::UserName;
 
@@ -105,8 +106,8 @@ impl Options {
 #[must_use]
 #[derive(Debug)]
 pub enum Outcome {
-    /// A valid, unused code: the only way to PAM_SUCCESS, and it needs the verifier's proof.
-    Success(Verified),
+    /// A valid, unused code: the only way to PAM_SUCCESS, and it needs a verifier's proof.
+    Success(Proof),
     /// The policy lets this account pass without a code; the rest of the stack decides.
     Ignore(Pass),
     /// The user failed the second factor.
@@ -118,6 +119,15 @@ pub enum Outcome {
     UnknownUser,
     /// Something is broken: the answer is failure, whatever the policy.
     Failed(Failure),
+}
+
+/// What only a verifier can make: a code checked and marked used.
+#[derive(Debug)]
+pub enum Proof {
+    /// A TOTP or HOTP code.
+    Code(Verified),
+    /// A recovery code, now burned; `left` remain.
+    Recovery { used: RecoveryMatch, left: usize },
 }
 
 /// Why the policy lets an account through without a code.
@@ -136,6 +146,8 @@ pub enum Denial {
     Rejected(Rejection),
     /// The answer was NULL, empty or not a code of the right shape.
     NoCode,
+    /// The answer had the shape of a recovery code but matched none left.
+    WrongRecoveryCode,
     /// Required, and the account has no secret.
     NotEnrolled,
 }
@@ -169,6 +181,14 @@ impl Outcome {
         }
     }
 
+    /// A recovery code in use is worth a warning: the authenticator may be lost.
+    fn severity(&self) -> audit::Severity {
+        match self {
+            Outcome::Success(Proof::Recovery { .. }) => audit::Severity::Warning,
+            other => other.verdict().severity(),
+        }
+    }
+
     fn verdict(&self) -> Verdict {
         match self {
             Outcome::Success(_) => Verdict::Success,
@@ -180,7 +200,10 @@ impl Outcome {
 
     fn reason(&self) -> String {
         match self {
-            Outcome::Success(_) => "valid code".into(),
+            Outcome::Success(Proof::Code(_)) => "valid code".into(),
+            Outcome::Success(Proof::Recovery { left, .. }) => {
+                format!("recovery code used; {left} left")
+            }
             Outcome::Ignore(Pass::Exempt) => "exempt by policy".into(),
             Outcome::Ignore(Pass::OptionalNotEnrolled) => "optional and not enrolled".into(),
             Outcome::Ignore(Pass::Grace(date)) => {
@@ -189,6 +212,9 @@ impl Outcome {
             Outcome::Locked { until } => format!("locked after too many wrong codes until {until}"),
             Outcome::Denied(Denial::Rejected(rejection)) => rejection.to_string(),
             Outcome::Denied(Denial::NoCode) => "no code given".into(),
+            Outcome::Denied(Denial::WrongRecoveryCode) => {
+                "wrong or already used recovery code".into()
+            }
             Outcome::Denied(Denial::NotEnrolled) => {
                 "a code is required but the account has no secret (pam-mfa enroll)".into()
             }
@@ -241,19 +267,17 @@ struct Trail {
 impl Trail {
     fn record(&self, sink: &dyn Sink, request: &Request, outcome: &Outcome) {
         let reason = outcome.reason();
-        audit::record(
-            sink,
-            &Event {
-                service: &request.service,
-                user: request.user.as_deref().unwrap_or(""),
-                rhost: &request.rhost,
-                mode: self.mode.map_or("unknown", Mode::name),
-                rule: self.rule.as_deref().unwrap_or("-"),
-                verdict: outcome.verdict(),
-                reason: &reason,
-                why: self.why.as_deref().unwrap_or(""),
-            },
-        );
+        let event = Event {
+            service: &request.service,
+            user: request.user.as_deref().unwrap_or(""),
+            rhost: &request.rhost,
+            mode: self.mode.map_or("unknown", Mode::name),
+            rule: self.rule.as_deref().unwrap_or("-"),
+            verdict: outcome.verdict(),
+            reason: &reason,
+            why: self.why.as_deref().unwrap_or(""),
+        };
+        sink.send(outcome.severity(), &event.message());
     }
 }
 
@@ -296,23 +320,17 @@ fn decide(
     }
 
     let store = Store::open(&policy.store_dir)?;
-    let Some(record) = store.record(&name)? else {
-        return match decision.mode {
-            Mode::Optional => Ok(Outcome::Ignore(Pass::OptionalNotEnrolled)),
-            Mode::Required if decision.in_grace(today) => {
-                let deadline = decision.enroll_by.unwrap_or(today);
-                if !request.silent {
-                    conv.info(&format!(
-                        "This account must enroll a second factor by {deadline}; after that date it cannot log in without one."
-                    ))
+    let record = store.record(&name)?;
+    let record = match plan(&decision, record.is_some(), today) {
+        Plan::AskCode => record.ok_or(Failure::Store(StoreError::Vanished))?,
+        Plan::Pass(pass) => {
+            if let (Pass::Grace(deadline), false) = (pass, request.silent) {
+                conv.info(&grace_message(deadline))
                     .map_err(Failure::Conversation)?;
-                }
-                Ok(Outcome::Ignore(Pass::Grace(deadline)))
             }
-            Mode::Required | Mode::Exempt => {
-                prompt_then(conv, Outcome::Denied(Denial::NotEnrolled))
-            }
-        };
+            return Ok(Outcome::Ignore(pass));
+        }
+        Plan::Refuse(denial) => return prompt_then(conv, Outcome::Denied(denial)),
     };
 
     // A locked account is refused before any code is asked for or checked. The state
@@ -340,12 +358,12 @@ fn decide(
         });
     }
     let limits = &decision.limits;
-    let verified = match answer
+    let code = answer
         .as_deref()
-        .and_then(|a| Code::parse(a, record.digits))
-    {
-        None => Err(Denial::NoCode),
-        Some(code) => match record.kind {
+        .and_then(|a| Code::parse(a, record.digits));
+    let candidate = answer.as_deref().and_then(|a| recovery::normalize(a));
+    let verified = match (&code, candidate) {
+        (Some(code), _) => match record.kind {
             Kind::Totp => {
                 let params = TotpParams {
                     window: limits.window.unwrap_or(record.window),
@@ -354,7 +372,7 @@ fn decide(
                 verify_totp(
                     record.secret.as_bytes(),
                     &params,
-                    &code,
+                    code,
                     now,
                     state.last_step,
                 )
@@ -365,28 +383,45 @@ fn decide(
                 record.digits,
                 state.next_counter,
                 record.window,
-                &code,
+                code,
             ),
         }
+        .map(Proof::Code)
         .map_err(Denial::Rejected),
+        (None, Some(candidate)) => {
+            // The slow hash runs under the state lock, so two logins with one recovery
+            // code cannot both burn it. Only answers that cannot be codes get here.
+            let hashes = store.recovery_hashes(&name)?;
+            match recovery::find(&hashes, &candidate) {
+                Some(used) => {
+                    let left: Vec<String> =
+                        hashes.into_iter().filter(|h| *h != used.hash).collect();
+                    store.write_recovery_hashes(&name, &left)?;
+                    Ok(Proof::Recovery {
+                        used,
+                        left: left.len(),
+                    })
+                }
+                None => Err(Denial::WrongRecoveryCode),
+            }
+        }
+        (None, None) => Err(Denial::NoCode),
     };
     match verified {
         Ok(proof) => {
-            let accepted = proof.accepted();
-            let new_state = State {
-                last_step: match record.kind {
-                    Kind::Totp => Some(accepted),
-                    Kind::Hotp => state.last_step,
-                },
-                next_counter: match record.kind {
-                    Kind::Totp => state.next_counter,
-                    Kind::Hotp => accepted.saturating_add(1),
-                },
+            let mut new_state = State {
                 failures: 0,
                 failure_window_start: 0,
                 locked_until: 0,
                 last_success: now,
+                ..state
             };
+            if let Proof::Code(verified) = &proof {
+                match record.kind {
+                    Kind::Totp => new_state.last_step = Some(verified.accepted()),
+                    Kind::Hotp => new_state.next_counter = verified.accepted().saturating_add(1),
+                }
+            }
             // Durable before PAM_SUCCESS: a code that cannot be marked used is refused.
             state_file.write(&new_state)?;
             Ok(Outcome::Success(proof))
@@ -419,6 +454,49 @@ fn debug_line(options: &Options, policy: &Policy, account: &Account, decision: &
             decision.limits.lockout_seconds,
         ),
     );
+}
+
+/// What the module will do for an account, before any code is typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Prompt and check the code.
+    AskCode,
+    /// Let the rest of the stack decide (PAM_IGNORE).
+    Pass(Pass),
+    /// Prompt (so the prompt tells nothing), then refuse.
+    Refuse(Denial),
+}
+
+impl Plan {
+    /// The plan in the words of the audit line's reason.
+    pub fn describe(&self) -> String {
+        match self {
+            Plan::AskCode => "asks for a code".into(),
+            Plan::Pass(pass) => Outcome::Ignore(*pass).reason(),
+            Plan::Refuse(denial) => Outcome::Denied(*denial).reason(),
+        }
+    }
+}
+
+/// The plan for a decision, given whether the account has a secret. The module and
+/// `pam-mfa policy explain` both use this, so they cannot disagree.
+pub fn plan(decision: &Decision, enrolled: bool, today: Date) -> Plan {
+    match (decision.mode, enrolled) {
+        (Mode::Exempt, _) => Plan::Pass(Pass::Exempt),
+        (_, true) => Plan::AskCode,
+        (Mode::Optional, false) => Plan::Pass(Pass::OptionalNotEnrolled),
+        (Mode::Required, false) => match decision.enroll_by {
+            Some(deadline) if decision.in_grace(today) => Plan::Pass(Pass::Grace(deadline)),
+            _ => Plan::Refuse(Denial::NotEnrolled),
+        },
+    }
+}
+
+/// The line a required account in its enrollment grace period sees.
+pub fn grace_message(deadline: Date) -> String {
+    format!(
+        "This account must enroll a second factor by {deadline}; after that date it cannot log in without one."
+    )
 }
 
 /// Asks for the code. A conversation failure is a failure; a NULL answer is None.

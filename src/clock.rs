@@ -83,6 +83,18 @@ impl Date {
     }
 }
 
+/// A Unix time as `YYYY-MM-DD hh:mm:ss UTC`.
+pub fn format_utc(secs: u64) -> String {
+    let of_day = secs % 86_400;
+    format!(
+        "{} {:02}:{:02}:{:02} UTC",
+        Date::from_unix(secs),
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
@@ -105,6 +117,11 @@ mod tests {
             Date::new(2026, 12, 31).unwrap()
         );
         assert_eq!(Date::from_unix(1_700_000_000).to_string(), "2023-11-14");
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(format_utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
     }
 
     #[test]

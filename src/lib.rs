@@ -23,6 +23,8 @@ pub mod otp;
 pub mod pam;
 /// The policy file: parsing and the pure decision.
 pub mod policy;
+/// Recovery codes: generation, Argon2id hashes, matching.
+pub mod recovery;
 /// Key material in zeroizing memory.
 pub mod secret;
 /// The secret store: records, state, locking and safe file opening.

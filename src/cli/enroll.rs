@@ -1,20 +1,31 @@
 //! `pam-mfa enroll USER`: make or read a secret, show the otpauth URI, check a first
-//! code (unless told not to), and save the record and a fresh state.
+//! code (unless told not to), and save the record, a fresh state and recovery codes.
 
 #![forbid(unsafe_code)]
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
+use super::account::{lookup, open_or_create_store};
 use super::input::read_line;
+use super::recovery::print_codes;
 use super::uri::otpauth;
 use super::{CliError, ConfigArg};
-use crate::accounts::{self, AccountError};
 use crate::clock::{Clock, SystemClock};
-use crate::otp::verify::{verify_totp, Code};
+use crate::otp::verify::{verify_hotp, verify_totp, Code};
+use crate::otp::{Algorithm, Digits};
 use crate::policy;
+use crate::recovery;
 use crate::secret::SecretKey;
-use crate::store::{Record, State, Store};
+use crate::store::record::{DEFAULT_HOTP_WINDOW, DEFAULT_PERIOD, DEFAULT_TOTP_WINDOW};
+use crate::store::{Kind, Record, State};
 use crate::username::UserName;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AlgorithmArg {
+    Sha1,
+    Sha256,
+    Sha512,
+}
 
 #[derive(Args, Debug)]
 pub struct EnrollArgs {
@@ -37,20 +48,26 @@ pub struct EnrollArgs {
     /// Account label shown by the app (default: the user name).
     #[arg(long)]
     label: Option<String>,
+    /// Counter-based codes (HOTP, RFC 4226) instead of time-based ones.
+    #[arg(long)]
+    hotp: bool,
+    /// HMAC hash (most apps only support SHA1).
+    #[arg(long, value_enum, default_value = "sha1")]
+    algorithm: AlgorithmArg,
+    /// Digits per code: 6, 7 or 8.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(6..=8))]
+    digits: u8,
+    /// Seconds per TOTP step.
+    #[arg(long, default_value_t = DEFAULT_PERIOD, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    period: u32,
 }
 
 pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     let user = UserName::parse(&args.user)?;
     let policy = policy::load(&args.config.config)?;
-    match accounts::lookup(&user) {
-        Ok(_) => {}
-        Err(AccountError::Unknown) => {
-            return Err(CliError::new(format!("no such user: {user}")));
-        }
-        Err(e) => return Err(CliError::new(format!("{user}: {e}"))),
-    }
-    let store = Store::open_or_create(&policy.store_dir)?;
-    if !args.force && store.record_path(&user).exists() {
+    lookup(&user)?;
+    let store = open_or_create_store(&policy)?;
+    if !args.force && store.is_enrolled(&user)? {
         return Err(CliError::new(format!(
             "{user} is enrolled already; use --force to replace the secret"
         )));
@@ -65,7 +82,23 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     } else {
         SecretKey::generate()?
     };
-    let record = Record::new_totp(secret);
+    let record = Record {
+        kind: if args.hotp { Kind::Hotp } else { Kind::Totp },
+        secret,
+        algorithm: match args.algorithm {
+            AlgorithmArg::Sha1 => Algorithm::Sha1,
+            AlgorithmArg::Sha256 => Algorithm::Sha256,
+            AlgorithmArg::Sha512 => Algorithm::Sha512,
+        },
+        // Invariant: clap limits --digits to 6..=8.
+        digits: Digits::new(args.digits).unwrap_or(Digits::SIX),
+        period: args.period,
+        window: if args.hotp {
+            DEFAULT_HOTP_WINDOW
+        } else {
+            DEFAULT_TOTP_WINDOW
+        },
+    };
 
     let issuer = match &args.issuer {
         Some(issuer) => issuer.clone(),
@@ -78,38 +111,59 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     let uri = otpauth(&record, &issuer, &label);
     println!("{}", uri.as_str());
 
-    let mut confirmed_step = None;
+    let mut state = State::default();
     if !args.no_confirm {
         eprintln!("Add the URI above to the authenticator app, then type the code it shows.");
         eprint!("Code: ");
         let line = read_line("code")?;
-        let code = Code::parse(&line, record.digits)
-            .ok_or_else(|| CliError::new("that is not a code of 6 digits; nothing was saved"))?;
-        let verified = verify_totp(
-            record.secret.as_bytes(),
-            &record.totp_params(),
-            &code,
-            SystemClock.now(),
-            None,
-        )
-        .map_err(|_| {
+        let code = Code::parse(&line, record.digits).ok_or_else(|| {
+            CliError::new(format!(
+                "that is not a code of {} digits; nothing was saved",
+                record.digits.get()
+            ))
+        })?;
+        let checked = match record.kind {
+            Kind::Totp => verify_totp(
+                record.secret.as_bytes(),
+                &record.totp_params(),
+                &code,
+                SystemClock.now(),
+                None,
+            ),
+            Kind::Hotp => verify_hotp(
+                record.secret.as_bytes(),
+                record.algorithm,
+                record.digits,
+                0,
+                record.window,
+                &code,
+            ),
+        };
+        let verified = checked.map_err(|_| {
             CliError::new(
                 "the code does not match the secret; nothing was saved (check the phone's clock)",
             )
         })?;
-        confirmed_step = Some(verified.accepted());
+        // The confirmation code counts as used.
+        match record.kind {
+            Kind::Totp => state.last_step = Some(verified.accepted()),
+            Kind::Hotp => state.next_counter = verified.accepted() + 1,
+        }
     }
+    let (codes, hashes) = recovery::generate()?;
 
     // The state lock serializes this with logins and with other enrollments.
     let mut state_file = store.lock_state(&user)?;
     let old = state_file.read().unwrap_or_default();
+    if record.kind == Kind::Totp {
+        // Steps never go back, even across a new secret.
+        state.last_step = state.last_step.max(old.last_step);
+    }
     store.write_record(&user, &record, args.force)?;
-    let state = State {
-        // The confirmation code counts as used, and no step ever goes back.
-        last_step: old.last_step.max(confirmed_step),
-        ..State::default()
-    };
     state_file.write(&state)?;
+    store.write_recovery_hashes(&user, &hashes)?;
+    drop(state_file);
+    print_codes(&codes);
     eprintln!("{user} is enrolled.");
     Ok(())
 }

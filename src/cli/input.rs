@@ -1,9 +1,9 @@
-//! Reading secrets and codes from standard input without leaving copies: unbuffered,
-//! one byte at a time into a buffer that is sized once and wiped on drop.
+//! Reading secrets, codes and confirmations from standard input without leaving copies:
+//! unbuffered, one byte at a time into a buffer that is sized once and wiped on drop.
 
 #![forbid(unsafe_code)]
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 use zeroize::Zeroizing;
 
@@ -38,4 +38,24 @@ pub fn read_line(what: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
         line.pop();
     }
     Ok(line)
+}
+
+/// Asks a yes/no question unless `yes` was given; anything but "y" or "yes" cancels.
+pub fn confirm(question: &str, yes: bool) -> Result<(), CliError> {
+    if yes {
+        return Ok(());
+    }
+    eprint!("{question} [y/N] ");
+    let _ = io::stderr().flush();
+    let answer = read_line("answer").unwrap_or_default();
+    match String::from_utf8_lossy(&answer)
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "y" | "yes" => Ok(()),
+        _ => Err(CliError::new(
+            "cancelled; nothing was changed (use --yes to skip the question)",
+        )),
+    }
 }

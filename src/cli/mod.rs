@@ -3,8 +3,14 @@
 
 #![forbid(unsafe_code)]
 
+mod account;
 mod enroll;
 mod input;
+mod policy;
+mod recovery;
+mod remove;
+mod status;
+mod unlock;
 mod uri;
 
 use std::fmt;
@@ -13,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::policy;
+use crate::policy as policy_file;
 
 /// Manage pam-mfa: enroll accounts for one-time codes.
 #[derive(Parser)]
@@ -27,17 +33,29 @@ pub struct Cli {
 enum Command {
     /// Give an account a TOTP secret: print its otpauth URI and save its record.
     Enroll(enroll::EnrollArgs),
+    /// Show accounts: mode, enrollment, lock, recovery codes left, last login.
+    Status(status::StatusArgs),
+    /// Clear an account's failure count and lock.
+    Unlock(unlock::UnlockArgs),
+    /// Delete an account's secret, state and recovery codes.
+    Remove(remove::RemoveArgs),
+    /// Make a new set of recovery codes for an account.
+    Recovery(recovery::RecoveryArgs),
+    /// Check a policy file, or explain what it decides for an account.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// The policy file option every subcommand takes.
 #[derive(Args, Clone, Debug)]
 pub struct ConfigArg {
     /// The policy file.
-    #[arg(long, value_name = "FILE", default_value = policy::DEFAULT_PATH)]
+    #[arg(long, value_name = "FILE", default_value = policy_file::DEFAULT_PATH)]
     pub config: PathBuf,
 }
 
-/// A user-facing error: one line, no Debug dump, no secret.
+/// A user-facing error: one line, no Debug dump, no secret. An empty message means
+/// the command has already said what went wrong and only the exit status remains.
 #[derive(Debug)]
 pub struct CliError(String);
 
@@ -57,6 +75,11 @@ impl CliError {
     pub fn new(message: impl Into<String>) -> Self {
         CliError(message.into())
     }
+
+    /// Failure whose messages were printed already.
+    pub fn silent() -> Self {
+        CliError(String::new())
+    }
 }
 
 /// Runs the command line; usage errors exit with 2 (clap), other errors with 1.
@@ -64,11 +87,18 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Enroll(args) => enroll::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Unlock(args) => unlock::run(&args),
+        Command::Remove(args) => remove::run(&args),
+        Command::Recovery(args) => recovery::run(&args),
+        Command::Policy(command) => policy::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pam-mfa: {e}");
+            if !e.0.is_empty() {
+                eprintln!("pam-mfa: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod cidr;
 pub mod evaluate;
+pub mod lint;
 pub mod parse;
 
 use std::fmt;
@@ -99,6 +100,8 @@ pub struct Policy {
     /// The file it came from, for messages.
     pub path: PathBuf,
     pub store_dir: PathBuf,
+    /// The line of the `store_dir` key, if the file sets it.
+    pub store_dir_line: Option<usize>,
     pub default_mode: Mode,
     pub limits: Limits,
     /// Delay libpam adds after a failed attempt, in milliseconds.

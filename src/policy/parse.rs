@@ -138,6 +138,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         }
     })?;
 
+    let store_dir_line = raw
+        .store_dir
+        .as_ref()
+        .map(|d| line_of(text, d.span().start));
     let store_dir = match raw.store_dir {
         Some(dir) => {
             let start = dir.span().start;
@@ -179,6 +183,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
     Ok(Policy {
         path: path.to_owned(),
         store_dir,
+        store_dir_line,
         default_mode,
         limits: top,
         fail_delay_ms,

@@ -49,6 +49,8 @@ pub enum StoreError {
     Exists { path: PathBuf },
     /// The account has a record already.
     AlreadyEnrolled { user: String },
+    /// A file that was there a moment ago is gone.
+    Vanished,
 }
 
 impl fmt::Display for StoreError {
@@ -111,6 +113,7 @@ impl fmt::Display for StoreError {
                 )
             }
             Self::Exists { path } => write!(f, "{}: exists already", path.display()),
+            Self::Vanished => f.write_str("a store file disappeared during the login"),
             Self::AlreadyEnrolled { user } => write!(
                 f,
                 "{user} is enrolled already; use --force to replace the secret"

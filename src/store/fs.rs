@@ -169,6 +169,34 @@ impl Dir {
         self.sync()
     }
 
+    /// Removes `name` if it exists and makes that durable; true if it did exist.
+    pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => self.sync().map(|()| true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(errno) => Err(io(&self.path.join(name), "remove", errno)),
+        }
+    }
+
+    /// The names of the directory's entries (no `.` or `..`).
+    pub fn names(&self) -> Result<Vec<String>, StoreError> {
+        let fd = self
+            .fd
+            .try_clone()
+            .map_err(|e| io(&self.path, "duplicate the directory handle", errno_of(&e)))?;
+        let mut dir = nix::dir::Dir::from_fd(fd).map_err(|e| io(&self.path, "list", e))?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| io(&self.path, "list", e))?;
+            if let Ok(name) = entry.file_name().to_str() {
+                if name != "." && name != ".." {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        Ok(names)
+    }
+
     fn temp_name(&self, name: &str) -> Result<String, StoreError> {
         let mut random = [0u8; 6];
         getrandom::fill(&mut random)

@@ -1,6 +1,7 @@
 //! The secret store: one root-owned directory, a secret record per account
-//! (`<user>.toml`, written only by the admin command) and a separate state file per
-//! account (`<user>.state`, the replay and failure state that logins update).
+//! (`<user>.toml`, written only by the admin command), a separate state file per
+//! account (`<user>.state`, the replay and failure state that logins update) and the
+//! hashes of its unused recovery codes (`<user>.recovery`).
 
 #![forbid(unsafe_code)]
 
@@ -64,6 +65,89 @@ impl Store {
         StateFile::open_locked(&self.dir, &state_name(user))
     }
 
+    /// The account's state, without creating a state file; None when it has none.
+    pub fn peek_state(&self, user: &UserName) -> Result<Option<State>, StoreError> {
+        match StateFile::open_existing(&self.dir, &state_name(user))? {
+            Some(mut file) => file.read().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the account has a record (without parsing it).
+    pub fn is_enrolled(&self, user: &UserName) -> Result<bool, StoreError> {
+        Ok(self
+            .dir
+            .open_file(&record_name(user), nix::fcntl::OFlag::O_RDONLY)?
+            .is_some())
+    }
+
+    /// Removes the account's record and state; false if it had neither.
+    pub fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
+        let record = self.dir.remove(&record_name(user))?;
+        let state = self.dir.remove(&state_name(user))?;
+        let recovery = self.dir.remove(&recovery_name(user))?;
+        Ok(record || state || recovery)
+    }
+
+    /// Every account name that has a record, sorted.
+    pub fn enrolled_users(&self) -> Result<Vec<UserName>, StoreError> {
+        let mut users: Vec<UserName> = self
+            .dir
+            .names()?
+            .iter()
+            .filter_map(|n| n.strip_suffix(".toml"))
+            .filter_map(|n| UserName::parse(n).ok())
+            .collect();
+        users.sort();
+        Ok(users)
+    }
+
+    /// The stored recovery-code hashes; empty when the account has none.
+    pub fn recovery_hashes(&self, user: &UserName) -> Result<Vec<String>, StoreError> {
+        let name = recovery_name(user);
+        let Some(contents) = self.dir.read_file(&name)? else {
+            return Ok(Vec::new());
+        };
+        let path = self.dir.path().join(&name);
+        let text = std::str::from_utf8(&contents).map_err(|_| StoreError::Record {
+            path: path.clone(),
+            line: 1,
+            message: "not UTF-8 text".into(),
+        })?;
+        let mut hashes = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if !line.starts_with("$argon2") {
+                return Err(StoreError::Record {
+                    path,
+                    line: index + 1,
+                    message: "expected an Argon2 hash".into(),
+                });
+            }
+            hashes.push(line.to_owned());
+        }
+        Ok(hashes)
+    }
+
+    /// Replaces the account's recovery-code hashes, atomically and durably.
+    pub fn write_recovery_hashes(
+        &self,
+        user: &UserName,
+        hashes: &[String],
+    ) -> Result<(), StoreError> {
+        let mut text =
+            String::from("# pam-mfa recovery codes: Argon2id hashes, one per unused code\n");
+        for hash in hashes {
+            text.push_str(hash);
+            text.push('\n');
+        }
+        self.dir
+            .write_atomic(&recovery_name(user), text.as_bytes(), true)
+    }
+
     /// Writes the account's record atomically and durably. Unless `replace`, an existing
     /// record is an error and is left untouched.
     pub fn write_record(
@@ -90,4 +174,8 @@ fn record_name(user: &UserName) -> String {
 
 fn state_name(user: &UserName) -> String {
     format!("{user}.state")
+}
+
+fn recovery_name(user: &UserName) -> String {
+    format!("{user}.recovery")
 }

@@ -121,6 +121,21 @@ impl StateFile {
         })
     }
 
+    /// Opens and locks an existing state file for reading; None when there is none.
+    /// Never creates one (for the read-only admin commands).
+    pub(super) fn open_existing(dir: &Dir, name: &str) -> Result<Option<StateFile>, StoreError> {
+        let path = dir.path().join(name);
+        let Some(file) = dir.open_file(name, OFlag::O_RDWR)? else {
+            return Ok(None);
+        };
+        Ok(Some(StateFile {
+            file: lock(file, &path)?,
+            path,
+            newest: None,
+            unsynced_dir: None,
+        }))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

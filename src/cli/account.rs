@@ -1,0 +1,57 @@
+//! What several subcommands share: loading the policy and store for an account, with
+//! the errors an admin can act on.
+
+#![forbid(unsafe_code)]
+
+use super::CliError;
+use crate::accounts::{self, Account, AccountError};
+use crate::policy::{self, Policy};
+use crate::store::Store;
+use crate::username::UserName;
+
+/// The store of a policy, and an account that NSS knows.
+pub struct Target {
+    pub store: Store,
+    pub user: UserName,
+}
+
+/// Loads the policy, resolves `user` through NSS and opens the store (checking that this
+/// process runs as the store's owner).
+pub fn target(config: &std::path::Path, user: &str) -> Result<Target, CliError> {
+    let policy = policy::load(config)?;
+    let user = UserName::parse(user)?;
+    lookup(&user)?;
+    let store = open_store(&policy)?;
+    Ok(Target { store, user })
+}
+
+pub fn lookup(user: &UserName) -> Result<Account, CliError> {
+    match accounts::lookup(user) {
+        Ok(account) => Ok(account),
+        Err(AccountError::Unknown) => Err(CliError::new(format!("no such user: {user}"))),
+        Err(e) => Err(CliError::new(format!("{user}: {e}"))),
+    }
+}
+
+/// Opens the policy's store; an ownership error says who must run the command.
+pub fn open_store(policy: &Policy) -> Result<Store, CliError> {
+    Store::open(&policy.store_dir).map_err(owner_hint)
+}
+
+/// Like `open_store`, creating the directory (mode 0700) when it does not exist.
+pub fn open_or_create_store(policy: &Policy) -> Result<Store, CliError> {
+    Store::open_or_create(&policy.store_dir).map_err(owner_hint)
+}
+
+fn owner_hint(e: crate::store::StoreError) -> CliError {
+    match &e {
+        crate::store::StoreError::Owner { uid, .. } => CliError::new(format!(
+            "{e}; run pam-mfa as the store's owner (uid {uid}), normally root"
+        )),
+        crate::store::StoreError::Io {
+            errno: nix::errno::Errno::EACCES,
+            ..
+        } => CliError::new(format!("{e}; run pam-mfa as root")),
+        _ => CliError::from(e),
+    }
+}

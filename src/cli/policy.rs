@@ -1,0 +1,287 @@
+//! `pam-mfa policy check` and `pam-mfa policy explain`: see what a policy does before it
+//! locks anyone out, through the very code the module runs.
+
+#![forbid(unsafe_code)]
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::account::{lookup, open_store};
+use super::{CliError, ConfigArg};
+use crate::accounts;
+use crate::authenticate::{plan, Plan};
+use crate::clock::{Clock, SystemClock};
+use crate::policy::{self, lint, Context, DecidedBy, Mode, Policy};
+use crate::store::Store;
+use crate::username::UserName;
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate the policy file and the store; warn about likely mistakes.
+    Check(CheckArgs),
+    /// Show the mode an account gets and why.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The account to explain.
+    user: String,
+    /// The PAM service of the login (e.g. sshd, sudo).
+    #[arg(long, default_value = "")]
+    service: String,
+    /// The remote address of the login (PAM_RHOST).
+    #[arg(long, default_value = "")]
+    rhost: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn run(command: &PolicyCommand) -> Result<(), CliError> {
+    match command {
+        PolicyCommand::Check(args) => check(args),
+        PolicyCommand::Explain(args) => explain(args),
+    }
+}
+
+/// Prints `FILE:LINE: error|warning: ...` lines; errors make the exit status 1.
+fn check(args: &CheckArgs) -> Result<(), CliError> {
+    let path = &args.config.config;
+    let policy = match policy::load(path) {
+        Ok(policy) => policy,
+        Err(e) => {
+            println!("{}", with_level(&e.to_string(), "error"));
+            return Err(CliError::silent());
+        }
+    };
+    let file = path.display().to_string();
+    let at = |line: Option<usize>| match line {
+        Some(line) => format!("{file}:{line}"),
+        None => file.clone(),
+    };
+    let mut errors = 0;
+    let mut warnings = 0;
+
+    if let Err(e) = Store::open(&policy.store_dir) {
+        println!("{}: error: store_dir: {e}", at(policy.store_dir_line));
+        errors += 1;
+    }
+    for rule in &policy.rules {
+        for group in &rule.groups {
+            match accounts::group_exists(group) {
+                Ok(true) => {}
+                Ok(false) => {
+                    println!(
+                        "{}: warning: rule {:?}: group {group:?} is not known to NSS",
+                        at(Some(rule.line)),
+                        rule.name
+                    );
+                    warnings += 1;
+                }
+                Err(e) => {
+                    println!(
+                        "{}: error: rule {:?}: looking up group {group:?} failed: {}",
+                        at(Some(rule.line)),
+                        rule.name,
+                        e.desc()
+                    );
+                    errors += 1;
+                }
+            }
+        }
+    }
+    for (later, earlier) in lint::shadowed_rules(&policy) {
+        println!(
+            "{}: warning: rule {:?} never decides: rule {:?} (line {}) matches everything it would",
+            at(Some(later.line)),
+            later.name,
+            earlier.name,
+            earlier.line
+        );
+        warnings += 1;
+    }
+    let privileged = lint::privileged_groups(&policy);
+    for rule in policy.rules.iter().filter(|r| r.mode == Mode::Exempt) {
+        let mut reached: Vec<String> = rule
+            .groups
+            .iter()
+            .filter(|g| privileged.contains(g))
+            .map(|g| format!("group {g:?}"))
+            .collect();
+        for user in &rule.users {
+            if let Ok(account) = UserName::parse(user)
+                .map_err(drop)
+                .and_then(|u| accounts::lookup(&u).map_err(drop))
+            {
+                if let Some(group) = account.groups.iter().find(|g| privileged.contains(g)) {
+                    reached.push(format!("user {user:?} (in {group:?})"));
+                }
+            }
+        }
+        if !rule.names_accounts() {
+            reached.push("every account".into());
+        }
+        if !reached.is_empty() {
+            println!(
+                "{}: warning: exempt rule {:?} reaches privileged accounts: {}",
+                at(Some(rule.line)),
+                rule.name,
+                reached.join(", ")
+            );
+            warnings += 1;
+        }
+    }
+    if errors > 0 {
+        eprintln!("{file}: {errors} error(s), {warnings} warning(s)");
+        return Err(CliError::silent());
+    }
+    println!(
+        "{file}: OK: {} rule(s), default_mode {}, {warnings} warning(s)",
+        policy.rules.len(),
+        policy.default_mode
+    );
+    Ok(())
+}
+
+/// `FILE:LINE: message` becomes `FILE:LINE: LEVEL: message`.
+fn with_level(message: &str, level: &str) -> String {
+    // The location ends at the first ": " after the path.
+    match message.find(": ") {
+        Some(i) => format!("{}: {level}: {}", &message[..i], &message[i + 2..]),
+        None => format!("{level}: {message}"),
+    }
+}
+
+fn explain(args: &ExplainArgs) -> Result<(), CliError> {
+    let policy = policy::load(&args.config.config)?;
+    let user = UserName::parse(&args.user)?;
+    let account = lookup(&user)?;
+    let clock = SystemClock;
+    let today = clock.today();
+    let context = Context {
+        service: &args.service,
+        rhost: &args.rhost,
+        today,
+    };
+    let decision = policy::evaluate(&policy, &account, &context);
+    let store = open_store(&policy)?;
+    let record = if decision.mode == Mode::Exempt {
+        // The module does not look at the store for exempt accounts either.
+        None
+    } else {
+        store.record(&user)?
+    };
+    let state = store.peek_state(&user)?;
+    let plan = plan(&decision, record.is_some(), today);
+    let rule_line = rule_line(&policy, &decision.by);
+    let locked_until = state
+        .filter(|s| s.locked_at(clock.now()))
+        .map(|s| s.locked_until);
+
+    if args.json {
+        let value = json!({
+            "user": user.as_str(),
+            "uid": account.uid,
+            "groups": account.groups,
+            "service": args.service,
+            "rhost": args.rhost,
+            "mode": decision.mode.name(),
+            "rule": decision.by.rule_name(),
+            "rule_line": rule_line,
+            "why": decision.by.to_string(),
+            "root": matches!(decision.by, DecidedBy::Root { .. }),
+            "enrolled": record.is_some(),
+            "kind": record.as_ref().map(|r| r.kind.name()),
+            "algorithm": record.as_ref().map(|r| r.algorithm.name()),
+            "enroll_by": decision.enroll_by.map(|d| d.to_string()),
+            "in_grace": decision.in_grace(today),
+            "window": decision.limits.window.or(record.as_ref().map(|r| r.window)),
+            "max_failures": decision.limits.max_failures,
+            "lockout_seconds": decision.limits.lockout_seconds,
+            "locked_until": locked_until,
+            "outcome": match plan {
+                Plan::AskCode => "prompt",
+                Plan::Pass(_) => "ignore",
+                Plan::Refuse(_) => "deny",
+            },
+            "reason": plan.describe(),
+        });
+        println!("{value:#}");
+        return Ok(());
+    }
+
+    println!("{user}: {}", decision.mode);
+    println!("  why:       {}", decision.by);
+    if let Some(line) = rule_line {
+        println!("  rule:      line {line} of {}", policy.path.display());
+    }
+    if !args.service.is_empty() || !args.rhost.is_empty() {
+        println!(
+            "  login:     service {}, from {}",
+            or_dash(&args.service),
+            or_dash(&args.rhost)
+        );
+    }
+    match &record {
+        Some(r) => println!(
+            "  enrolled:  yes ({}, {}, {} digits)",
+            r.kind.name(),
+            r.algorithm,
+            r.digits.get()
+        ),
+        None if decision.mode == Mode::Exempt => println!("  enrolled:  not looked at (exempt)"),
+        None => println!("  enrolled:  no"),
+    }
+    match decision.enroll_by {
+        Some(deadline) if decision.in_grace(today) => {
+            println!("  deadline:  {deadline} (not reached: may log in without a code until then)")
+        }
+        Some(deadline) => println!("  deadline:  {deadline} (passed)"),
+        None => {}
+    }
+    println!(
+        "  limits:    window {}, max_failures {}, lockout_seconds {}",
+        decision
+            .limits
+            .window
+            .or(record.as_ref().map(|r| r.window))
+            .map_or("the record's".into(), |w| w.to_string()),
+        decision.limits.max_failures,
+        decision.limits.lockout_seconds
+    );
+    if let Some(until) = locked_until {
+        println!("  locked:    until {until} (pam-mfa unlock {user})");
+    }
+    println!("  outcome:   {}", plan.describe());
+    Ok(())
+}
+
+fn rule_line(policy: &Policy, by: &DecidedBy) -> Option<usize> {
+    let name = match by {
+        DecidedBy::Rule { name, .. } => name,
+        DecidedBy::Root { rule: Some(name) } => name,
+        _ => return None,
+    };
+    policy
+        .rules
+        .iter()
+        .find(|r| &r.name == name)
+        .map(|r| r.line)
+}
+
+fn or_dash(text: &str) -> &str {
+    if text.is_empty() {
+        "-"
+    } else {
+        text
+    }
+}

@@ -1,0 +1,38 @@
+//! `pam-mfa remove USER`: delete an account's secret, state and recovery codes.
+
+#![forbid(unsafe_code)]
+
+use clap::Args;
+
+use super::account::target;
+use super::input::confirm;
+use super::{CliError, ConfigArg};
+
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    /// The account whose second factor is removed.
+    user: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn run(args: &RemoveArgs) -> Result<(), CliError> {
+    let target = target(&args.config.config, &args.user)?;
+    let user = &target.user;
+    if !target.store.is_enrolled(user)? {
+        return Err(CliError::new(format!("{user} is not enrolled")));
+    }
+    confirm(
+        &format!("Remove the second factor of {user}? A required account then cannot log in."),
+        args.yes,
+    )?;
+    // Under the state lock, so no login of the account is half-way through.
+    let guard = target.store.lock_state(user)?;
+    target.store.remove(user)?;
+    drop(guard);
+    println!("{user}: second factor removed");
+    Ok(())
+}

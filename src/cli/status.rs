@@ -1,0 +1,162 @@
+//! `pam-mfa status [USER...]`: who must give a code, who is enrolled, who is locked.
+
+#![forbid(unsafe_code)]
+
+use std::io::IsTerminal;
+
+use clap::Args;
+use serde_json::json;
+
+use super::account::{lookup, open_store};
+use super::{CliError, ConfigArg};
+use crate::clock::{format_utc, Clock, SystemClock};
+use crate::policy::{self, Context, Mode};
+use crate::username::UserName;
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Accounts to show (default: every enrolled account).
+    users: Vec<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+struct Row {
+    user: String,
+    mode: String,
+    rule: String,
+    enrolled: Option<String>,
+    locked_until: Option<u64>,
+    recovery_left: Option<usize>,
+    last_login: Option<u64>,
+    problem: Option<String>,
+}
+
+pub fn run(args: &StatusArgs) -> Result<(), CliError> {
+    let policy = policy::load(&args.config.config)?;
+    let store = open_store(&policy)?;
+    let users = if args.users.is_empty() {
+        store.enrolled_users()?
+    } else {
+        args.users
+            .iter()
+            .map(|u| UserName::parse(u))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let clock = SystemClock;
+    let now = clock.now();
+    let context = Context {
+        service: "",
+        rhost: "",
+        today: clock.today(),
+    };
+    let mut rows = Vec::with_capacity(users.len());
+    for user in &users {
+        let mut row = Row {
+            user: user.to_string(),
+            mode: "-".into(),
+            rule: "-".into(),
+            enrolled: None,
+            locked_until: None,
+            recovery_left: None,
+            last_login: None,
+            problem: None,
+        };
+        match lookup(user) {
+            Ok(account) => {
+                let decision = policy::evaluate(&policy, &account, &context);
+                row.mode = decision.mode.name().into();
+                row.rule = decision.by.rule_name().into();
+            }
+            Err(e) => row.problem = Some(e.to_string()),
+        }
+        match store.record(user) {
+            Ok(Some(record)) => {
+                row.enrolled = Some(format!("{} {}", record.kind.name(), record.algorithm));
+                row.recovery_left = store.recovery_hashes(user).ok().map(|h| h.len());
+                match store.peek_state(user) {
+                    Ok(Some(state)) => {
+                        row.locked_until = state.locked_at(now).then_some(state.locked_until);
+                        row.last_login = (state.last_success > 0).then_some(state.last_success);
+                    }
+                    Ok(None) => {}
+                    Err(e) => row.problem = Some(e.to_string()),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => row.problem = Some(e.to_string()),
+        }
+        rows.push(row);
+    }
+
+    if args.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "user": r.user,
+                    "mode": r.mode,
+                    "rule": r.rule,
+                    "enrolled": r.enrolled.is_some(),
+                    "kind": r.enrolled,
+                    "locked_until": r.locked_until,
+                    "recovery_codes_left": r.recovery_left,
+                    "last_login": r.last_login,
+                    "problem": r.problem,
+                })
+            })
+            .collect();
+        println!("{:#}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+
+    let colour = std::io::stdout().is_terminal();
+    let paint = |text: String, code: &str| {
+        if colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text
+        }
+    };
+    println!(
+        "{}",
+        paint(
+            format!(
+                "{:<16} {:<9} {:<16} {:<12} {:<24} {:>8}  {}",
+                "USER", "MODE", "RULE", "ENROLLED", "LOCKED UNTIL", "RECOVERY", "LAST LOGIN"
+            ),
+            "1"
+        )
+    );
+    for row in &rows {
+        let enrolled = row.enrolled.clone().unwrap_or_else(|| "no".into());
+        let line = format!(
+            "{:<16} {:<9} {:<16} {:<12} {:<24} {:>8}  {}",
+            row.user,
+            row.mode,
+            row.rule,
+            enrolled,
+            row.locked_until.map_or("-".into(), format_utc),
+            row.recovery_left.map_or("-".into(), |n| n.to_string()),
+            row.last_login.map_or("never".into(), format_utc),
+        );
+        let needs_attention = row.locked_until.is_some()
+            || row.problem.is_some()
+            || (row.mode == Mode::Required.name() && row.enrolled.is_none());
+        println!(
+            "{}",
+            if needs_attention {
+                paint(line, "31")
+            } else {
+                line
+            }
+        );
+        if let Some(problem) = &row.problem {
+            println!("  {}", paint(format!("problem: {problem}"), "31"));
+        }
+    }
+    Ok(())
+}
