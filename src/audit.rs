@@ -153,12 +153,10 @@ fn token(value: &str) -> String {
 fn quoted(value: &str) -> String {
     value
         .chars()
-        .map(|c| {
-            if c.is_control() || c == '"' || c == '\\' {
-                '?'
-            } else {
-                c
-            }
+        .map(|c| match c {
+            '"' => '\'',
+            c if c.is_control() || c == '\\' => '?',
+            c => c,
         })
         .collect()
 }
@@ -207,5 +205,9 @@ mod tests {
         assert!(!message.contains('\n'));
         assert_eq!(message.matches("outcome=").count(), 1);
         assert!(message.contains("rhost=evil?outcome?success?x?"));
+        assert!(
+            message.contains("reason=\"bad 'quote'?line\" why=\"rule 'x' matches\""),
+            "{message}"
+        );
     }
 }

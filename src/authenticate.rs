@@ -12,6 +12,7 @@ use crate::accounts::{self, Account, AccountError};
 use crate::audit::{self, Event, Sink, Syslog, Verdict};
 use crate::clock::{Clock, Date};
 use crate::otp::verify::{verify_hotp, verify_totp, Code, Rejection, TotpParams, Verified};
+use crate::otp::Digits;
 use crate::pam::codes::PamCode;
 use crate::policy::{self, Context, Decision, Mode, Policy, PolicyError};
 use crate::recovery::{self, RecoveryMatch};
@@ -45,6 +46,12 @@ pub trait Conversation {
 
     /// Asks libpam to wait this long before it reports a failure (pam_fail_delay).
     fn request_delay(&mut self, _microseconds: u32) {}
+
+    /// PAM_AUTHTOK, the password an earlier module or the application set, if any.
+    fn authtok(&mut self) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError>;
+
+    /// Sets PAM_AUTHTOK for the modules after this one.
+    fn set_authtok(&mut self, value: &[u8]) -> Result<(), ConversationError>;
 }
 
 /// The conversation function failed or answered nonsense.
@@ -63,15 +70,18 @@ pub struct Options {
     pub config: PathBuf,
     pub debug: bool,
     pub log_socket: PathBuf,
+    /// Password and code typed as one secret: the code is its last digits.
+    pub combined: bool,
 }
 
 impl Options {
-    /// Parses `config=PATH`, `debug` and `log_socket=PATH`; anything else is an error,
+    /// Parses `config=PATH`, `debug`, `combined` and `log_socket=PATH`; anything else is an error,
     /// so a typo in a PAM file cannot silently drop a setting.
     pub fn parse(args: &[String]) -> Result<Options, String> {
         let mut config = None;
         let mut log_socket = None;
         let mut debug = false;
+        let mut combined = false;
         for arg in args {
             if arg.contains(char::REPLACEMENT_CHARACTER) {
                 return Err(format!("module argument {arg:?} is not valid UTF-8"));
@@ -82,6 +92,9 @@ impl Options {
                 (&mut log_socket, path)
             } else if arg == "debug" {
                 debug = true;
+                continue;
+            } else if arg == "combined" {
+                combined = true;
                 continue;
             } else {
                 return Err(format!("unknown module argument {arg:?}"));
@@ -98,6 +111,7 @@ impl Options {
             config: config.unwrap_or_else(|| PathBuf::from(policy::DEFAULT_PATH)),
             debug,
             log_socket: log_socket.unwrap_or_else(|| PathBuf::from(audit::DEFAULT_SOCKET)),
+            combined,
         })
     }
 }
@@ -289,6 +303,8 @@ fn decide(
     trail: &mut Trail,
 ) -> Result<Outcome, Failure> {
     let policy = policy::load(&options.config).map_err(Failure::Policy)?;
+    let mut answers = Answers::new(conv, options.combined)?;
+    let conv = &mut answers;
 
     let Some(name) = request
         .user
@@ -325,7 +341,8 @@ fn decide(
         Plan::AskCode => record.ok_or(Failure::Store(StoreError::Vanished))?,
         Plan::Pass(pass) => {
             if let (Pass::Grace(deadline), false) = (pass, request.silent) {
-                conv.info(&grace_message(deadline))
+                conv.conv
+                    .info(&grace_message(deadline))
                     .map_err(Failure::Conversation)?;
             }
             return Ok(Outcome::Ignore(pass));
@@ -345,8 +362,9 @@ fn decide(
         }
     }
 
-    conv.request_delay(policy.fail_delay_ms.saturating_mul(1000));
-    let answer = ask(conv)?;
+    conv.conv
+        .request_delay(policy.fail_delay_ms.saturating_mul(1000));
+    let answer = conv.code(record.digits)?;
 
     // Lock before reading, so parallel logins see each other's writes.
     let mut state_file = store.lock_state(&name)?;
@@ -499,15 +517,63 @@ pub fn grace_message(deadline: Date) -> String {
     )
 }
 
-/// Asks for the code. A conversation failure is a failure; a NULL answer is None.
-fn ask(conv: &mut dyn Conversation) -> Result<Option<Zeroizing<Vec<u8>>>, Failure> {
-    conv.ask_hidden(PROMPT).map_err(Failure::Conversation)
+/// Where the code comes from: its own prompt, or, with `combined`, the last digits of
+/// the password, whose rest goes on to the next module as PAM_AUTHTOK.
+struct Answers<'c> {
+    conv: &'c mut dyn Conversation,
+    /// With `combined`: password and code as typed.
+    combined: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// The prompt for password and code together when no earlier module asked.
+pub const COMBINED_PROMPT: &str = "Password and verification code: ";
+
+impl<'c> Answers<'c> {
+    fn new(conv: &'c mut dyn Conversation, combined: bool) -> Result<Answers<'c>, Failure> {
+        let combined = if combined {
+            let typed = match conv.authtok().map_err(Failure::Conversation)? {
+                Some(authtok) => authtok,
+                None => conv
+                    .ask_hidden(COMBINED_PROMPT)
+                    .map_err(Failure::Conversation)?
+                    .unwrap_or_default(),
+            };
+            // Until a code is split off, the next module gets everything as typed, so
+            // accounts that need no code keep their password.
+            conv.set_authtok(&typed).map_err(Failure::Conversation)?;
+            Some(typed)
+        } else {
+            None
+        };
+        Ok(Answers { conv, combined })
+    }
+
+    /// The code as answered; None for a NULL answer or a combined secret too short to
+    /// hold a code. A conversation failure is a failure.
+    fn code(&mut self, digits: Digits) -> Result<Option<Zeroizing<Vec<u8>>>, Failure> {
+        let Some(typed) = &self.combined else {
+            return self.conv.ask_hidden(PROMPT).map_err(Failure::Conversation);
+        };
+        let Some(split) = typed.len().checked_sub(usize::from(digits.get())) else {
+            return Ok(None);
+        };
+        let (password, code) = typed.split_at(split);
+        self.conv
+            .set_authtok(password)
+            .map_err(Failure::Conversation)?;
+        let mut answer = Zeroizing::new(Vec::with_capacity(code.len()));
+        answer.extend_from_slice(code);
+        Ok(Some(answer))
+    }
 }
 
 /// Shows the same prompt an enrolled account gets, discards the answer, and ends with
-/// `outcome`: the prompt must not tell who exists or who is enrolled.
-fn prompt_then(conv: &mut dyn Conversation, outcome: Outcome) -> Result<Outcome, Failure> {
-    drop(ask(conv)?);
+/// `outcome`: the prompt must not tell who exists or who is enrolled. (With `combined`
+/// the one prompt was shown already.)
+fn prompt_then(answers: &mut Answers<'_>, outcome: Outcome) -> Result<Outcome, Failure> {
+    if answers.combined.is_none() {
+        drop(answers.code(Digits::SIX)?);
+    }
     Ok(outcome)
 }
 

@@ -83,6 +83,16 @@ impl Conversation for PamConversation<'_> {
     fn request_delay(&mut self, microseconds: u32) {
         self.handle.fail_delay(microseconds);
     }
+
+    fn authtok(&mut self) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+        Ok(self.handle.authtok())
+    }
+
+    fn set_authtok(&mut self, value: &[u8]) -> Result<(), ConversationError> {
+        self.handle
+            .set_authtok(value)
+            .map_err(|_| ConversationError)
+    }
 }
 
 /// Copies the answer out of a conversation response, wipes it and frees it.

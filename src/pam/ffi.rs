@@ -35,10 +35,12 @@ pub struct PamConv {
 }
 
 pub const PAM_SUCCESS: c_int = 0;
+pub const PAM_BUF_ERR: c_int = 5;
 
 pub const PAM_SERVICE: c_int = 1;
 pub const PAM_RHOST: c_int = 4;
 pub const PAM_CONV: c_int = 5;
+pub const PAM_AUTHTOK: c_int = 6;
 
 pub const PAM_PROMPT_ECHO_OFF: c_int = 1;
 pub const PAM_TEXT_INFO: c_int = 4;
@@ -53,6 +55,7 @@ extern "C" {
         prompt: *const c_char,
     ) -> c_int;
     pub fn pam_fail_delay(pamh: *mut PamHandleT, usec: std::os::raw::c_uint) -> c_int;
+    pub fn pam_set_item(pamh: *mut PamHandleT, item_type: c_int, item: *const c_void) -> c_int;
     pub fn pam_get_item(
         pamh: *const PamHandleT,
         item_type: c_int,

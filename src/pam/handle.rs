@@ -4,6 +4,8 @@ use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
 
+use zeroize::Zeroizing;
+
 use super::ffi;
 
 /// The handle libpam passed to an entry point, valid for the duration of that call.
@@ -51,6 +53,35 @@ impl PamHandle {
         // SAFETY: self.raw is a valid handle for this call; the call takes a plain integer.
         // Its result only says whether the handle was valid, which from_raw guarantees.
         let _ = unsafe { ffi::pam_fail_delay(self.raw, microseconds) };
+    }
+
+    /// PAM_AUTHTOK, copied into zeroizing memory; None when unset.
+    pub fn authtok(&self) -> Option<Zeroizing<Vec<u8>>> {
+        let item = self.item(ffi::PAM_AUTHTOK)?;
+        // SAFETY: PAM_AUTHTOK is a NUL-terminated string owned by libpam; `item` is
+        // non-null and stays valid during this call; we copy it at once.
+        let bytes = unsafe { CStr::from_ptr(item.cast::<c_char>()) }.to_bytes();
+        let mut copy = Zeroizing::new(Vec::with_capacity(bytes.len()));
+        copy.extend_from_slice(bytes);
+        Some(copy)
+    }
+
+    /// Sets PAM_AUTHTOK (libpam keeps its own copy and wipes the one it replaces).
+    pub fn set_authtok(&self, value: &[u8]) -> Result<(), c_int> {
+        if value.contains(&0) {
+            return Err(ffi::PAM_BUF_ERR);
+        }
+        let mut c_value = Zeroizing::new(Vec::with_capacity(value.len() + 1));
+        c_value.extend_from_slice(value);
+        c_value.push(0);
+        // SAFETY: self.raw is valid for this call; c_value is NUL-terminated and lives
+        // until after pam_set_item returns, which copies it.
+        let rc = unsafe { ffi::pam_set_item(self.raw, ffi::PAM_AUTHTOK, c_value.as_ptr().cast()) };
+        if rc == ffi::PAM_SUCCESS {
+            Ok(())
+        } else {
+            Err(rc)
+        }
     }
 
     /// The raw pointer of an item, or None when unset or on error.

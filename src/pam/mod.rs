@@ -84,6 +84,14 @@ impl Conversation for NoConversation {
     fn info(&mut self, _text: &str) -> Result<(), ConversationError> {
         Err(ConversationError)
     }
+
+    fn authtok(&mut self) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+        Err(ConversationError)
+    }
+
+    fn set_authtok(&mut self, _value: &[u8]) -> Result<(), ConversationError> {
+        Err(ConversationError)
+    }
 }
 
 /// The module's arguments, lossily decoded (the argument parser refuses a lossy one).

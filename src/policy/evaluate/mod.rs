@@ -87,18 +87,18 @@ impl fmt::Display for DecidedBy {
         match self {
             Self::Root { rule: None } => f.write_str("uid 0 always needs a code"),
             Self::Root { rule: Some(name) } => {
-                write!(f, "uid 0 always needs a code; limits of rule {name:?}")
+                write!(f, "uid 0 always needs a code; limits of rule '{name}'")
             }
             Self::Rule { name, matched } => {
-                write!(f, "rule {name:?} matches")?;
+                write!(f, "rule '{name}' matches")?;
                 match &matched.via {
                     Via::User => f.write_str(" the user")?,
-                    Via::Group(group) => write!(f, " through group {group:?}")?,
+                    Via::Group(group) => write!(f, " through group '{group}'")?,
                     Via::Uid(uid) => write!(f, " through uid {uid}")?,
                     Via::Anyone => f.write_str(" any account")?,
                 }
                 if let Some(service) = &matched.service {
-                    write!(f, ", service {service:?}")?;
+                    write!(f, ", service '{service}'")?;
                 }
                 if let Some(network) = &matched.network {
                     write!(f, ", from {network}")?;

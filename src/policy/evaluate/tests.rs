@@ -140,6 +140,6 @@ fn explanations_name_what_matched() {
     let decision = evaluate(&policy, &account, &context);
     assert_eq!(
         decision.by.to_string(),
-        "rule \"ops\" matches through group \"wheel\", service \"sshd\", from 10.0.0.0/8"
+        "rule 'ops' matches through group 'wheel', service 'sshd', from 10.0.0.0/8"
     );
 }
