@@ -5,6 +5,7 @@
 
 mod account;
 mod enroll;
+mod generate;
 mod input;
 mod policy;
 mod recovery;
@@ -44,6 +45,12 @@ enum Command {
     /// Check a policy file, or explain what it decides for an account.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Write man pages into a directory (for packaging).
+    #[command(hide = true)]
+    GenerateMan(generate::OutputDir),
+    /// Write bash, zsh and fish completions into a directory (for packaging).
+    #[command(hide = true)]
+    GenerateCompletions(generate::OutputDir),
 }
 
 /// The policy file option every subcommand takes.
@@ -92,6 +99,8 @@ pub fn main() -> ExitCode {
         Command::Remove(args) => remove::run(&args),
         Command::Recovery(args) => recovery::run(&args),
         Command::Policy(command) => policy::run(&command),
+        Command::GenerateMan(args) => generate::man(&args),
+        Command::GenerateCompletions(args) => generate::completions(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
