@@ -570,6 +570,24 @@ max_failures = 3
         assert_eq!(policy.rules[0].limits.max_failures, 2);
     }
 
+    /// The examples users copy: README.md, docs/policy.md and config/policy.toml.
+    #[test]
+    fn documented_examples_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut examples = 0;
+        for doc in ["README.md", "docs/policy.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            for block in text.split("```toml\n").skip(1) {
+                let body = block.split("```").next().unwrap();
+                parse(body, Path::new(doc)).unwrap_or_else(|e| panic!("{e}"));
+                examples += 1;
+            }
+        }
+        let shipped = root.join("config/policy.toml");
+        parse(&std::fs::read_to_string(&shipped).unwrap(), &shipped).unwrap_or_else(|e| panic!("{e}"));
+        assert!(examples >= 2);
+    }
+
     #[test]
     fn root_may_be_named_in_a_required_rule() {
         let policy =
