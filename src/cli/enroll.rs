@@ -3,10 +3,13 @@
 
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
+
 use clap::{Args, ValueEnum};
 
 use super::account::{lookup, open_or_create_store};
 use super::input::read_line;
+use super::qr::{write_private, Modules, TerminalQr};
 use super::recovery::print_codes;
 use super::uri::otpauth;
 use super::{CliError, ConfigArg};
@@ -60,6 +63,15 @@ pub struct EnrollArgs {
     /// Seconds per TOTP step.
     #[arg(long, default_value_t = DEFAULT_PERIOD, value_parser = clap::value_parser!(u32).range(1..=3600))]
     period: u32,
+    /// QR code in the terminal.
+    #[arg(long, value_enum, default_value = "utf8")]
+    qr: TerminalQr,
+    /// Also write the QR code as a PNG image (a new file, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    qr_png: Option<PathBuf>,
+    /// Also write the QR code as an SVG image (a new file, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    qr_svg: Option<PathBuf>,
 }
 
 pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
@@ -109,7 +121,7 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     };
     let label = args.label.clone().unwrap_or_else(|| user.to_string());
     let uri = otpauth(&record, &issuer, &label);
-    println!("{}", uri.as_str());
+    show(&uri, args)?;
 
     let mut state = State::default();
     if !args.no_confirm {
@@ -165,5 +177,24 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     drop(state_file);
     print_codes(&codes);
     eprintln!("{user} is enrolled.");
+    Ok(())
+}
+
+/// Shows the URI (and its QR code) and writes the images asked for.
+fn show(uri: &str, args: &EnrollArgs) -> Result<(), CliError> {
+    let needs_qr = args.qr != TerminalQr::None || args.qr_png.is_some() || args.qr_svg.is_some();
+    if needs_qr {
+        let modules = Modules::encode(uri)?;
+        if let Some(path) = &args.qr_png {
+            write_private(path, &modules.png(8)?)?;
+        }
+        if let Some(path) = &args.qr_svg {
+            write_private(path, modules.svg().as_bytes())?;
+        }
+        if args.qr != TerminalQr::None {
+            print!("{}", modules.terminal(args.qr, 2));
+        }
+    }
+    println!("{uri}");
     Ok(())
 }

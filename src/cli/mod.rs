@@ -8,6 +8,7 @@ mod enroll;
 mod generate;
 mod input;
 mod policy;
+mod qr;
 mod recovery;
 mod remove;
 mod status;

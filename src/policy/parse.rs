@@ -584,7 +584,8 @@ max_failures = 3
             }
         }
         let shipped = root.join("config/policy.toml");
-        parse(&std::fs::read_to_string(&shipped).unwrap(), &shipped).unwrap_or_else(|e| panic!("{e}"));
+        parse(&std::fs::read_to_string(&shipped).unwrap(), &shipped)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(examples >= 2);
     }
 
