@@ -163,18 +163,7 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
         }
     }
     let (codes, hashes) = recovery::generate()?;
-
-    // The state lock serializes this with logins and with other enrollments.
-    let mut state_file = store.lock_state(&user)?;
-    let old = state_file.read().unwrap_or_default();
-    if record.kind == Kind::Totp {
-        // Steps never go back, even across a new secret.
-        state.last_step = state.last_step.max(old.last_step);
-    }
-    store.write_record(&user, &record, args.force)?;
-    state_file.write(&state)?;
-    store.write_recovery_hashes(&user, &hashes)?;
-    drop(state_file);
+    store.enroll(&user, &record, state, &hashes, args.force)?;
     print_codes(&codes);
     eprintln!("{user} is enrolled.");
     Ok(())

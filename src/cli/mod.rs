@@ -6,6 +6,7 @@
 mod account;
 mod enroll;
 mod generate;
+mod import;
 mod input;
 mod policy;
 mod qr;
@@ -46,6 +47,9 @@ enum Command {
     /// Check a policy file, or explain what it decides for an account.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Import secrets from google-authenticator-libpam files or an otpauth URI.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Write man pages into a directory (for packaging).
     #[command(hide = true)]
     GenerateMan(generate::OutputDir),
@@ -100,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Remove(args) => remove::run(&args),
         Command::Recovery(args) => recovery::run(&args),
         Command::Policy(command) => policy::run(&command),
+        Command::Import(command) => import::run(&command),
         Command::GenerateMan(args) => generate::man(&args),
         Command::GenerateCompletions(args) => generate::completions(&args),
     };

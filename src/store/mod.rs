@@ -102,6 +102,27 @@ impl Store {
         Ok(users)
     }
 
+    /// Saves a new enrollment under the account's state lock: the record (replacing an
+    /// existing one only if `replace`), a fresh `state` (a TOTP step never goes back,
+    /// even across a new secret) and the recovery-code hashes.
+    pub fn enroll(
+        &self,
+        user: &UserName,
+        record: &Record,
+        mut state: State,
+        recovery_hashes: &[String],
+        replace: bool,
+    ) -> Result<(), StoreError> {
+        let mut state_file = self.lock_state(user)?;
+        let old = state_file.read().unwrap_or_default();
+        if record.kind == Kind::Totp {
+            state.last_step = state.last_step.max(old.last_step);
+        }
+        self.write_record(user, record, replace)?;
+        state_file.write(&state)?;
+        self.write_recovery_hashes(user, recovery_hashes)
+    }
+
     /// The stored recovery-code hashes; empty when the account has none.
     pub fn recovery_hashes(&self, user: &UserName) -> Result<Vec<String>, StoreError> {
         let name = recovery_name(user);

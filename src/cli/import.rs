@@ -1,0 +1,477 @@
+//! `pam-mfa import`: bring accounts over from google-authenticator-libpam files, or an
+//! existing device from its otpauth URI.
+
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::{Args, Subcommand};
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use zeroize::Zeroizing;
+
+use super::account::{lookup, open_or_create_store};
+use super::input::read_line;
+use super::recovery::print_codes;
+use super::uri;
+use super::{CliError, ConfigArg};
+use crate::policy;
+use crate::recovery;
+use crate::secret::SecretKey;
+use crate::store::record::{MAX_HOTP_WINDOW, MAX_TOTP_WINDOW};
+use crate::store::{Kind, Record, State, Store};
+use crate::username::UserName;
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Import google-authenticator-libpam secret files (~/.google_authenticator).
+    GoogleAuthenticator(GoogleArgs),
+    /// Import an existing device from its otpauth:// URI, read from standard input.
+    Uri(UriArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GoogleArgs {
+    /// The account to import (with FILE, or its ~/.google_authenticator).
+    #[arg(
+        long,
+        conflicts_with = "all_homes",
+        required_unless_present = "all_homes"
+    )]
+    user: Option<String>,
+    /// The google-authenticator file (default: the user's ~/.google_authenticator).
+    #[arg(requires = "user")]
+    file: Option<PathBuf>,
+    /// Import every account whose home directory (from NSS) holds a .google_authenticator.
+    #[arg(long)]
+    all_homes: bool,
+    /// Replace the secret of accounts that are enrolled already.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Args, Debug)]
+pub struct UriArgs {
+    /// The account the device belongs to.
+    #[arg(long)]
+    user: String,
+    /// Replace the secret of an account that is enrolled already.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn run(command: &ImportCommand) -> Result<(), CliError> {
+    match command {
+        ImportCommand::GoogleAuthenticator(args) => google(args),
+        ImportCommand::Uri(args) => from_uri(args),
+    }
+}
+
+fn from_uri(args: &UriArgs) -> Result<(), CliError> {
+    let policy = policy::load(&args.config.config)?;
+    let user = UserName::parse(&args.user)?;
+    lookup(&user)?;
+    let store = open_or_create_store(&policy)?;
+    if !args.force && store.is_enrolled(&user)? {
+        return Err(CliError::new(format!(
+            "{user} is enrolled already; use --force to replace the secret"
+        )));
+    }
+    eprintln!("Paste the otpauth:// URI, then press Enter:");
+    let line = read_line("otpauth URI")?;
+    let parsed = uri::parse(&line)?;
+    let state = State {
+        next_counter: parsed.counter,
+        ..State::default()
+    };
+    let (codes, hashes) = recovery::generate()?;
+    store.enroll(&user, &parsed.record, state, &hashes, args.force)?;
+    print_codes(&codes);
+    eprintln!(
+        "{user} is enrolled ({} {}, {} digits).",
+        parsed.record.kind.name(),
+        parsed.record.algorithm,
+        parsed.record.digits.get()
+    );
+    Ok(())
+}
+
+/// What happened to one account.
+enum Result1 {
+    Imported(String),
+    Skipped(String),
+}
+
+fn google(args: &GoogleArgs) -> Result<(), CliError> {
+    let policy = policy::load(&args.config.config)?;
+    let store = open_or_create_store(&policy)?;
+    if let Some(user) = &args.user {
+        let user = UserName::parse(user)?;
+        let account = lookup(&user)?;
+        let (path, owners) = match &args.file {
+            // An explicit file may be the user's own or a central, root-owned one.
+            Some(path) => (path.clone(), vec![account.uid, 0]),
+            None => (
+                home_of(&user)?.join(".google_authenticator"),
+                vec![account.uid],
+            ),
+        };
+        return match import_one(&store, &user, &path, &owners, args.force)? {
+            Result1::Imported(what) => {
+                println!("imported {user}: {what}");
+                Ok(())
+            }
+            Result1::Skipped(why) => Err(CliError::new(format!("{user}: {why}"))),
+        };
+    }
+
+    // --all-homes: every account NSS lists, through getent so LDAP and SSSD count.
+    let accounts = all_accounts()?;
+    let candidates: Vec<_> = accounts
+        .iter()
+        .filter(|(_, _, home)| home.join(".google_authenticator").exists())
+        .collect();
+    let show_progress = std::io::stderr().is_terminal() && candidates.len() > 20;
+    let mut imported = 0;
+    let mut skipped = 0;
+    for (index, (name, uid, home)) in candidates.iter().enumerate() {
+        if show_progress {
+            progress(index, candidates.len());
+        }
+        let outcome = match UserName::parse(name) {
+            Ok(user) => import_one(
+                &store,
+                &user,
+                &home.join(".google_authenticator"),
+                &[*uid],
+                args.force,
+            )
+            .unwrap_or_else(|e| Result1::Skipped(e.to_string())),
+            Err(e) => Result1::Skipped(e.to_string()),
+        };
+        match outcome {
+            Result1::Imported(what) => {
+                imported += 1;
+                println!("imported {name}: {what}");
+            }
+            Result1::Skipped(why) => {
+                skipped += 1;
+                println!("skipped  {name}: {why}");
+            }
+        }
+    }
+    if show_progress {
+        progress(candidates.len(), candidates.len());
+        eprintln!();
+    }
+    println!(
+        "{imported} imported, {skipped} skipped, {} accounts without a .google_authenticator file",
+        accounts.len() - candidates.len()
+    );
+    if skipped > 0 {
+        return Err(CliError::new(format!(
+            "{skipped} account(s) skipped; see above"
+        )));
+    }
+    Ok(())
+}
+
+fn progress(done: usize, total: usize) {
+    let filled = done * 30 / total.max(1);
+    eprint!(
+        "\r[{}{}] {done}/{total}",
+        "#".repeat(filled),
+        ".".repeat(30 - filled)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+/// Imports one google-authenticator file for `user`. Problems with this account's file
+/// are a skip with a reason; errors of the store stop everything.
+fn import_one(
+    store: &Store,
+    user: &UserName,
+    path: &Path,
+    owners: &[u32],
+    force: bool,
+) -> Result<Result1, CliError> {
+    if !force && store.is_enrolled(user)? {
+        return Ok(Result1::Skipped(
+            "enrolled already (use --force to replace)".into(),
+        ));
+    }
+    let contents = match read_source(path, owners) {
+        Ok(contents) => contents,
+        Err(why) => return Ok(Result1::Skipped(why)),
+    };
+    let parsed = match parse_google(&contents) {
+        Ok(parsed) => parsed,
+        Err(why) => return Ok(Result1::Skipped(format!("{}: {why}", path.display()))),
+    };
+    let mut hashes = Vec::with_capacity(parsed.scratch.len());
+    for code in &parsed.scratch {
+        hashes.push(recovery::hash(code)?);
+    }
+    store.enroll(user, &parsed.record, parsed.state, &hashes, force)?;
+    let mut what = format!(
+        "{}, {} s steps, window {}, {} scratch code(s) as recovery codes",
+        parsed.record.kind.name(),
+        parsed.record.period,
+        parsed.record.window,
+        parsed.scratch.len()
+    );
+    for note in &parsed.notes {
+        what.push_str("; ");
+        what.push_str(note);
+    }
+    Ok(Result1::Imported(what))
+}
+
+/// Reads a source file without following a symlink, refusing anything but a regular
+/// file with one link, owned by one of `owners`, and unreadable by group and others.
+/// The source is never modified or deleted.
+fn read_source(path: &Path, owners: &[u32]) -> Result<Zeroizing<Vec<u8>>, String> {
+    let shown = path.display();
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = open(path, flags, Mode::empty()).map_err(|e| match e {
+        nix::errno::Errno::ELOOP => format!("{shown}: is a symbolic link; refusing it"),
+        e => format!("{shown}: {}", e.desc()),
+    })?;
+    let mut file = File::from(fd);
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    if !owners.contains(&meta.uid()) {
+        return Err(format!(
+            "{shown}: owned by uid {}, not by the account; refusing it",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{shown}: mode {:04o} lets others read the secret; refusing it (chmod 0400 and rotate the secret)",
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.nlink() != 1 {
+        return Err(format!(
+            "{shown}: has {} hard links; refusing it",
+            meta.nlink()
+        ));
+    }
+    let mut buffer = Zeroizing::new(vec![0u8; 64 * 1024 + 1]);
+    let mut filled = 0;
+    loop {
+        let n = file
+            .read(&mut buffer[filled..])
+            .map_err(|e| format!("{shown}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+        if filled > 64 * 1024 {
+            return Err(format!(
+                "{shown}: too large for a google-authenticator file"
+            ));
+        }
+    }
+    buffer.truncate(filled);
+    Ok(buffer)
+}
+
+struct GoogleFile {
+    record: Record,
+    state: State,
+    /// Scratch codes, normalized for hashing.
+    scratch: Vec<Zeroizing<Vec<u8>>>,
+    /// What could not be carried over exactly.
+    notes: Vec<String>,
+}
+
+/// Parses google-authenticator-libpam's format: the base32 secret on the first line,
+/// `" OPTION ...` lines, then 8-digit scratch codes.
+fn parse_google(contents: &[u8]) -> Result<GoogleFile, String> {
+    let text = std::str::from_utf8(contents).map_err(|_| "not text".to_string())?;
+    let mut lines = text.lines();
+    let secret_line = lines.next().ok_or("empty file")?;
+    let secret = SecretKey::from_base32(secret_line.trim()).map_err(|e| format!("line 1: {e}"))?;
+    let mut record = Record::new_totp(secret);
+    let mut state = State::default();
+    let mut totp = false;
+    let mut hotp_counter = None;
+    let mut window_size = None;
+    let mut scratch = Vec::new();
+    let mut notes = Vec::new();
+    let mut reuse_allowed = true;
+    for (index, line) in lines.enumerate() {
+        let number = index + 2;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(option) = line.strip_prefix("\" ") {
+            let mut words = option.split_whitespace();
+            let values: Vec<&str> = words.clone().skip(1).collect();
+            let parse_u64 = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("line {number}: bad number {v:?}"))
+            };
+            match words.next() {
+                Some("TOTP_AUTH") => totp = true,
+                Some("HOTP_COUNTER") => {
+                    hotp_counter = Some(parse_u64(values.first().ok_or(format!("line {number}: no counter"))?)?)
+                }
+                Some("STEP_SIZE") => {
+                    let step = parse_u64(values.first().ok_or(format!("line {number}: no step size"))?)?;
+                    record.period = u32::try_from(step)
+                        .ok()
+                        .filter(|p| (1..=3600).contains(p))
+                        .ok_or(format!("line {number}: step size {step} is not 1 to 3600"))?;
+                }
+                Some("WINDOW_SIZE") => {
+                    window_size = Some(parse_u64(values.first().ok_or(format!("line {number}: no window size"))?)?)
+                }
+                Some("DISALLOW_REUSE") => {
+                    reuse_allowed = false;
+                    for value in &values {
+                        let step = parse_u64(value)?;
+                        state.last_step = state.last_step.max(Some(step));
+                    }
+                }
+                Some("RATE_LIMIT") => notes.push(format!(
+                    "RATE_LIMIT {} not carried over: the policy's max_failures and lockout_seconds apply",
+                    values.iter().take(2).copied().collect::<Vec<_>>().join(" ")
+                )),
+                // Options that change nothing here.
+                Some(_) | None => {}
+            }
+        } else if line.len() == 8 && line.bytes().all(|b| b.is_ascii_digit()) {
+            let normalized = recovery::normalize(line.as_bytes())
+                .ok_or(format!("line {number}: bad scratch code"))?;
+            scratch.push(normalized);
+        } else {
+            return Err(format!("line {number}: not an option or a scratch code"));
+        }
+    }
+    match (totp, hotp_counter) {
+        (true, Some(_)) => return Err("both TOTP_AUTH and HOTP_COUNTER".into()),
+        (false, Some(counter)) => {
+            record.kind = Kind::Hotp;
+            state.next_counter = counter;
+            state.last_step = None;
+            record.window =
+                window_size.map_or(3, |w| w.clamp(1, u64::from(MAX_HOTP_WINDOW)) as u32);
+        }
+        // google-authenticator treats a file without either option as TOTP.
+        (_, None) => {
+            // WINDOW_SIZE counts all codes accepted; pam-mfa counts steps on each side.
+            let each_side = window_size.map_or(1, |w| w.saturating_sub(1) / 2);
+            if each_side > u64::from(MAX_TOTP_WINDOW) {
+                notes.push(format!(
+                    "window narrowed to {MAX_TOTP_WINDOW} steps each way"
+                ));
+            }
+            record.window = each_side.min(u64::from(MAX_TOTP_WINDOW)) as u32;
+        }
+    }
+    if reuse_allowed {
+        notes.push("reuse was allowed; pam-mfa never accepts a code twice".into());
+    }
+    Ok(GoogleFile {
+        record,
+        state,
+        scratch,
+        notes,
+    })
+}
+
+/// The home directory of an account, from NSS.
+fn home_of(user: &UserName) -> Result<PathBuf, CliError> {
+    match nix::unistd::User::from_name(user.as_str()) {
+        Ok(Some(entry)) => Ok(entry.dir),
+        _ => Err(CliError::new(format!("no home directory for {user}"))),
+    }
+}
+
+/// (name, uid, home) of every account NSS enumerates.
+fn all_accounts() -> Result<Vec<(String, u32, PathBuf)>, CliError> {
+    let output = Command::new("getent")
+        .arg("passwd")
+        .output()
+        .map_err(|e| CliError::new(format!("cannot run getent passwd: {e}")))?;
+    if !output.status.success() {
+        return Err(CliError::new("getent passwd failed; cannot list accounts"));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let uid = fields.get(2)?.parse().ok()?;
+            Some((
+                fields.first()?.to_string(),
+                uid,
+                PathBuf::from(fields.get(5)?),
+            ))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totp_file_with_options_and_scratch_codes() {
+        let file = b"4PTUUTJ4ILRM6ISUNPXRJRIIHY\n\" RATE_LIMIT 3 30 1700000000\n\" WINDOW_SIZE 17\n\" DISALLOW_REUSE 56666660 56666661\n\" TOTP_AUTH\n93101389\n70326577\n";
+        let parsed = parse_google(file).unwrap();
+        assert_eq!(parsed.record.kind, Kind::Totp);
+        assert_eq!(parsed.record.window, 8);
+        assert_eq!(parsed.state.last_step, Some(56666661));
+        assert_eq!(parsed.scratch.len(), 2);
+        assert!(parsed.notes.iter().any(|n| n.contains("RATE_LIMIT")));
+    }
+
+    #[test]
+    fn hotp_file_keeps_its_counter() {
+        let file = b"JENLMADAYVWUYQGKS7LYS4LVEU\n\" WINDOW_SIZE 5\n\" HOTP_COUNTER 7\n78611011\n";
+        let parsed = parse_google(file).unwrap();
+        assert_eq!(parsed.record.kind, Kind::Hotp);
+        assert_eq!(parsed.state.next_counter, 7);
+        assert_eq!(parsed.record.window, 5);
+    }
+
+    #[test]
+    fn step_size_carries_over() {
+        let parsed =
+            parse_google(b"JENLMADAYVWUYQGKS7LYS4LVEU\n\" STEP_SIZE 60\n\" TOTP_AUTH\n").unwrap();
+        assert_eq!(parsed.record.period, 60);
+        assert_eq!(parsed.record.window, 1);
+    }
+
+    #[test]
+    fn malformed_files_are_refused() {
+        for bad in [
+            &b""[..],
+            b"not base32!\n",
+            b"JENLMADAYVWUYQGKS7LYS4LVEU\n\" STEP_SIZE 0\n",
+            b"JENLMADAYVWUYQGKS7LYS4LVEU\n1234\n",
+            b"JENLMADAYVWUYQGKS7LYS4LVEU\n\" TOTP_AUTH\n\" HOTP_COUNTER 1\n",
+        ] {
+            assert!(
+                parse_google(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
