@@ -18,7 +18,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::fcntl::{posix_fallocate, Flock, FlockArg, OFlag};
 use nix::unistd::fsync;
 use sha2::{Digest, Sha256};
 
@@ -30,7 +30,8 @@ const VERSION: u8 = 1;
 const SLOT_LEN: usize = 96;
 const BODY_LEN: usize = 64;
 const SLOT_OFFSETS: [u64; 2] = [0, 4096];
-const FILE_LEN: u64 = 4096 + SLOT_LEN as u64;
+/// The size of a state file; every byte is reserved when it is created.
+pub const FILE_LEN: u64 = 4096 + SLOT_LEN as u64;
 const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What logins remember about an account.
@@ -103,6 +104,16 @@ impl StateFile {
             },
         };
         let file = lock(file, &path)?;
+        // Reserve every block the file will ever use, so that no later update can fail
+        // for lack of space.
+        let length = file
+            .metadata()
+            .map_err(|e| io(&path, "stat", errno_of(&e)))?
+            .len();
+        if length < FILE_LEN {
+            posix_fallocate(&*file, 0, FILE_LEN as i64)
+                .map_err(|e| io(&path, "reserve space for", e))?;
+        }
         let unsynced_dir = if created {
             let fd = dir
                 .fd()
@@ -143,42 +154,19 @@ impl StateFile {
     /// Reads the newest valid state. A new or empty file reads as the default state;
     /// a file in which no slot is valid and one holds something else is corrupt.
     pub fn read(&mut self) -> Result<State, StoreError> {
-        let len = self
-            .file
-            .metadata()
-            .map_err(|e| io(&self.path, "stat", errno_of(&e)))?
-            .len();
-        if len > FILE_LEN {
-            return Err(self.corrupt("is larger than a state file can be"));
-        }
-        let mut best: Option<(u64, usize, State)> = None;
-        let mut blank = false;
-        for (index, offset) in SLOT_OFFSETS.iter().enumerate() {
-            let mut slot = [0u8; SLOT_LEN];
-            read_at_most(&self.file, &mut slot, *offset)
-                .map_err(|e| io(&self.path, "read", errno_of(&e)))?;
-            if slot.iter().all(|&b| b == 0) {
-                blank = true;
-                continue;
-            }
-            if let Some((seq, state)) = decode(&slot) {
-                if best.as_ref().is_none_or(|(best_seq, _, _)| seq > *best_seq) {
-                    best = Some((seq, index, state));
-                }
-            }
-        }
-        match best {
-            Some((seq, slot, state)) => {
+        let mut contents = [0u8; FILE_LEN as usize + 1];
+        let length = read_at_most(&self.file, &mut contents, 0)
+            .map_err(|e| io(&self.path, "read", errno_of(&e)))?;
+        match decode_file(&contents[..length]) {
+            Ok(Some((seq, slot, state))) => {
                 self.newest = Some((seq, slot));
                 Ok(state)
             }
-            None if blank => {
+            Ok(None) => {
                 self.newest = None;
                 Ok(State::default())
             }
-            None => Err(self.corrupt(
-                "has no valid state slot; it was damaged outside pam-mfa (pam-mfa unlock resets it)",
-            )),
+            Err(message) => Err(self.corrupt(message)),
         }
     }
 
@@ -228,9 +216,42 @@ fn lock(mut file: File, path: &Path) -> Result<Flock<File>, StoreError> {
     }
 }
 
-/// Reads up to `buf.len()` bytes at `offset`; what lies past the end of the file reads
-/// as zeros.
-fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+/// Decodes a whole state file: the sequence number, slot and state of its newest valid
+/// slot; None for a new file (no slot written yet, or only a torn first write); an
+/// error when no slot is valid and none is blank, or the file is too long.
+pub fn decode_file(contents: &[u8]) -> Result<Option<(u64, usize, State)>, &'static str> {
+    if contents.len() > FILE_LEN as usize {
+        return Err("is larger than a state file can be");
+    }
+    let mut best: Option<(u64, usize, State)> = None;
+    let mut blank = false;
+    for (index, offset) in SLOT_OFFSETS.iter().enumerate() {
+        // Bytes past the end of the file read as zeros.
+        let mut slot = [0u8; SLOT_LEN];
+        let start = (*offset as usize).min(contents.len());
+        let end = (start + SLOT_LEN).min(contents.len());
+        slot[..end - start].copy_from_slice(&contents[start..end]);
+        if slot.iter().all(|&b| b == 0) {
+            blank = true;
+            continue;
+        }
+        if let Some((seq, state)) = decode(&slot) {
+            if best.as_ref().is_none_or(|(best_seq, _, _)| seq > *best_seq) {
+                best = Some((seq, index, state));
+            }
+        }
+    }
+    match best {
+        Some(found) => Ok(Some(found)),
+        None if blank => Ok(None),
+        None => Err(
+            "has no valid state slot; it was damaged outside pam-mfa (pam-mfa unlock resets it)",
+        ),
+    }
+}
+
+/// Reads from the start of the file into `buf`; returns how many bytes were read.
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read_at(&mut buf[filled..], offset + filled as u64) {
@@ -240,8 +261,7 @@ fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()>
             Err(e) => return Err(e),
         }
     }
-    buf[filled..].fill(0);
-    Ok(())
+    Ok(filled)
 }
 
 fn encode(seq: u64, state: &State) -> [u8; SLOT_LEN] {
