@@ -16,6 +16,8 @@ pub mod authenticate;
 pub mod cli;
 /// Time behind a trait, so tests can set it.
 pub mod clock;
+/// Entry points for the fuzz targets and the corpus replay test.
+pub mod fuzzing;
 /// HOTP, TOTP and the constant-time verifier.
 pub mod otp;
 /// The exported pam_sm_* entry points: the only unsafe code.
