@@ -96,7 +96,26 @@ impl CliError {
 
 /// Runs the command line; usage errors exit with 2 (clap), other errors with 1.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    run(Cli::parse())
+}
+
+/// Runs the command line given as `args` (the first is the program name), in this
+/// process: for tests that watch what the command does to memory.
+pub fn run_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => run(cli),
+        Err(e) => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Enroll(args) => enroll::run(&args),
         Command::Status(args) => status::run(&args),
