@@ -20,11 +20,15 @@ pub mod clock;
 pub mod fuzzing;
 /// HOTP, TOTP and the constant-time verifier.
 pub mod otp;
+/// otpauth:// URIs: making them and reading them.
+pub mod otpauth;
 /// The exported pam_sm_* entry points: the only unsafe code.
 #[allow(unsafe_code)]
 pub mod pam;
 /// The policy file: parsing and the pure decision.
 pub mod policy;
+/// QR codes for terminals, PNG and SVG.
+pub mod qr;
 /// Recovery codes: generation, Argon2id hashes, matching.
 pub mod recovery;
 /// Key material in zeroizing memory.

@@ -3,20 +3,23 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
 use super::account::{lookup, open_or_create_store};
 use super::input::read_line;
-use super::qr::{write_private, Modules, TerminalQr};
 use super::recovery::print_codes;
-use super::uri::otpauth;
 use super::{CliError, ConfigArg};
 use crate::clock::{Clock, SystemClock};
 use crate::otp::verify::{verify_hotp, verify_totp, Code};
 use crate::otp::{Algorithm, Digits};
+use crate::otpauth::otpauth;
 use crate::policy;
+use crate::qr::{Modules, TerminalQr};
 use crate::recovery;
 use crate::secret::SecretKey;
 use crate::store::record::{DEFAULT_HOTP_WINDOW, DEFAULT_PERIOD, DEFAULT_TOTP_WINDOW};
@@ -186,4 +189,23 @@ fn show(uri: &str, args: &EnrollArgs) -> Result<(), CliError> {
     }
     println!("{uri}");
     Ok(())
+}
+
+/// Writes `contents` to a new file of mode 0600; an existing file is an error.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), CliError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            CliError::new(format!(
+                "{}: {e} (the file must not exist yet)",
+                path.display()
+            ))
+        })?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
 }

@@ -17,8 +17,8 @@ use zeroize::Zeroizing;
 use super::account::{lookup, open_or_create_store};
 use super::input::read_line;
 use super::recovery::print_codes;
-use super::uri;
 use super::{CliError, ConfigArg};
+use crate::otpauth;
 use crate::policy;
 use crate::recovery;
 use crate::secret::SecretKey;
@@ -87,7 +87,7 @@ fn from_uri(args: &UriArgs) -> Result<(), CliError> {
     }
     eprintln!("Paste the otpauth:// URI, then press Enter:");
     let line = read_line("otpauth URI")?;
-    let parsed = uri::parse(&line)?;
+    let parsed = otpauth::parse(&line).map_err(CliError::new)?;
     let state = State {
         next_counter: parsed.counter,
         ..State::default()

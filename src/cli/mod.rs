@@ -9,12 +9,10 @@ mod generate;
 mod import;
 mod input;
 mod policy;
-mod qr;
 mod recovery;
 mod remove;
 mod status;
 mod unlock;
-mod uri;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,20 +1,26 @@
-//! QR codes of an otpauth URI: in the terminal (Unicode half blocks, plain or with ANSI
-//! colours), and as PNG or SVG files. The files hold the secret, so they are created
-//! new with mode 0600 and never overwrite anything.
+//! QR codes of an otpauth URI: for a terminal (Unicode half blocks, plain or with ANSI
+//! colours; the module sends the same text through the PAM conversation), and as PNG or
+//! SVG images.
 
 #![forbid(unsafe_code)]
 
-use std::fmt::Write as _;
-use std::fs::OpenOptions;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::fmt::{self, Write as _};
 
 use clap::ValueEnum;
 use qrcode::{Color, EcLevel, QrCode};
 use zeroize::Zeroizing;
 
-use super::CliError;
+/// The text does not fit in a QR code, or the image could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrError(String);
+
+impl fmt::Display for QrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QR code: {}", self.0)
+    }
+}
+
+impl std::error::Error for QrError {}
 
 /// How to draw the code in the terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -35,9 +41,9 @@ pub struct Modules {
 }
 
 impl Modules {
-    pub fn encode(text: &str) -> Result<Modules, CliError> {
+    pub fn encode(text: &str) -> Result<Modules, QrError> {
         let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)
-            .map_err(|e| CliError::new(format!("cannot make a QR code: {e}")))?;
+            .map_err(|e| QrError(e.to_string()))?;
         let width = code.width();
         let dark = code
             .to_colors()
@@ -90,7 +96,7 @@ impl Modules {
     }
 
     /// A grayscale PNG, `scale` pixels per module, quiet zone of four modules.
-    pub fn png(&self, scale: usize) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    pub fn png(&self, scale: usize) -> Result<Zeroizing<Vec<u8>>, QrError> {
         let side = (self.width + 8) * scale;
         let mut pixels = Zeroizing::new(Vec::with_capacity(side * side));
         for py in 0..side {
@@ -102,17 +108,16 @@ impl Modules {
         }
         let mut file = Zeroizing::new(Vec::with_capacity(side * side / 4 + 1024));
         {
-            let side =
-                u32::try_from(side).map_err(|_| CliError::new("the QR code is too large"))?;
+            let side = u32::try_from(side).map_err(|_| QrError("too large".into()))?;
             let mut encoder = png::Encoder::new(&mut *file, side, side);
             encoder.set_color(png::ColorType::Grayscale);
             encoder.set_depth(png::BitDepth::Eight);
             let mut writer = encoder
                 .write_header()
-                .map_err(|e| CliError::new(format!("cannot encode the PNG: {e}")))?;
+                .map_err(|e| QrError(format!("cannot encode the PNG: {e}")))?;
             writer
                 .write_image_data(&pixels)
-                .map_err(|e| CliError::new(format!("cannot encode the PNG: {e}")))?;
+                .map_err(|e| QrError(format!("cannot encode the PNG: {e}")))?;
         }
         Ok(file)
     }
@@ -140,25 +145,6 @@ impl Modules {
         svg.push_str("\"/>\n</svg>\n");
         svg
     }
-}
-
-/// Writes `contents` to a new file of mode 0600; an existing file is an error.
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), CliError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| {
-            CliError::new(format!(
-                "{}: {e} (the file must not exist yet)",
-                path.display()
-            ))
-        })?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

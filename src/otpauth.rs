@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 
 use zeroize::Zeroizing;
 
-use super::CliError;
 use crate::otp::{Algorithm, Digits};
 use crate::secret::SecretKey;
 use crate::store::record::{DEFAULT_HOTP_WINDOW, DEFAULT_PERIOD, DEFAULT_TOTP_WINDOW};
@@ -53,8 +52,8 @@ pub struct Parsed {
 }
 
 /// Parses an otpauth URI. Errors say what is wrong, never the secret.
-pub fn parse(uri: &[u8]) -> Result<Parsed, CliError> {
-    let bad = |what: &str| CliError::new(format!("not a usable otpauth URI: {what}"));
+pub fn parse(uri: &[u8]) -> Result<Parsed, String> {
+    let bad = |what: &str| format!("not a usable otpauth URI: {what}");
     let text = std::str::from_utf8(uri)
         .map_err(|_| bad("not UTF-8"))?
         .trim();
