@@ -13,10 +13,13 @@ use crate::audit::{self, Event, Sink, Syslog, Verdict};
 use crate::clock::{Clock, Date};
 use crate::otp::verify::{verify_hotp, verify_totp, Code, Rejection, TotpParams, Verified};
 use crate::otp::Digits;
+use crate::otpauth::otpauth;
 use crate::pam::codes::PamCode;
 use crate::policy::{self, Context, Decision, Mode, Policy, PolicyError};
+use crate::qr::{Modules, TerminalQr};
 use crate::recovery::{self, RecoveryMatch};
-use crate::store::{Kind, State, Store, StoreError};
+use crate::secret::SecretKey;
+use crate::store::{Kind, Record, State, Store, StoreError};
 use crate::username::UserName;
 
 /// The prompt every account sees, enrolled or not, known or not.
@@ -33,6 +36,14 @@ pub struct Request {
     pub args: Vec<String>,
     /// PAM_SILENT: show no informational messages.
     pub silent: bool,
+    /// The caller's audit session (/proc/self/sessionid), if it has one.
+    pub session_id: Option<u32>,
+}
+
+/// The audit session of this process, as pam_loginuid set it; None when unset.
+pub fn audit_session() -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/self/sessionid").ok()?;
+    text.trim().parse::<u32>().ok().filter(|id| *id != u32::MAX)
 }
 
 /// The application's conversation function.
@@ -142,6 +153,11 @@ pub enum Proof {
     Code(Verified),
     /// A recovery code, now burned; `left` remain.
     Recovery { used: RecoveryMatch, left: usize },
+    /// The first code of an enrollment at login, now saved with the new secret.
+    SelfEnrolled(Verified),
+    /// A code was verified in this audit session `age` seconds ago, within the rule's
+    /// `remember_seconds`.
+    Remembered { session: u32, age: u64 },
 }
 
 /// Why the policy lets an account through without a code.
@@ -164,6 +180,10 @@ pub enum Denial {
     WrongRecoveryCode,
     /// Required, and the account has no secret.
     NotEnrolled,
+    /// Enrollment at login needs informational messages, and the caller asked for silence.
+    EnrollmentSilenced,
+    /// Another login enrolled the account while this one was enrolling it.
+    EnrolledMeanwhile,
 }
 
 /// A failure of configuration or of the system.
@@ -175,6 +195,8 @@ pub enum Failure {
     Store(StoreError),
     Account(AccountError),
     Conversation(ConversationError),
+    /// The system could not provide something (the random source for a new secret).
+    System(String),
 }
 
 impl Outcome {
@@ -192,13 +214,16 @@ impl Outcome {
             Outcome::Failed(Failure::Store(_)) => PamCode::AuthinfoUnavail,
             Outcome::Failed(Failure::Account(_)) => PamCode::AuthinfoUnavail,
             Outcome::Failed(Failure::Conversation(_)) => PamCode::ConvErr,
+            Outcome::Failed(Failure::System(_)) => PamCode::SystemErr,
         }
     }
 
     /// A recovery code in use is worth a warning: the authenticator may be lost.
     fn severity(&self) -> audit::Severity {
         match self {
-            Outcome::Success(Proof::Recovery { .. }) => audit::Severity::Warning,
+            Outcome::Success(Proof::Recovery { .. } | Proof::SelfEnrolled(_)) => {
+                audit::Severity::Warning
+            }
             other => other.verdict().severity(),
         }
     }
@@ -218,6 +243,12 @@ impl Outcome {
             Outcome::Success(Proof::Recovery { left, .. }) => {
                 format!("recovery code used; {left} left")
             }
+            Outcome::Success(Proof::SelfEnrolled(_)) => {
+                "enrolled at login with a first valid code".into()
+            }
+            Outcome::Success(Proof::Remembered { session, age }) => {
+                format!("no code asked: verified {age} s ago in audit session {session}")
+            }
             Outcome::Ignore(Pass::Exempt) => "exempt by policy".into(),
             Outcome::Ignore(Pass::OptionalNotEnrolled) => "optional and not enrolled".into(),
             Outcome::Ignore(Pass::Grace(date)) => {
@@ -226,6 +257,12 @@ impl Outcome {
             Outcome::Locked { until } => format!("locked after too many wrong codes until {until}"),
             Outcome::Denied(Denial::Rejected(rejection)) => rejection.to_string(),
             Outcome::Denied(Denial::NoCode) => "no code given".into(),
+            Outcome::Denied(Denial::EnrollmentSilenced) => {
+                "enrollment at login needs messages, but PAM_SILENT is set".into()
+            }
+            Outcome::Denied(Denial::EnrolledMeanwhile) => {
+                "another login enrolled the account first; nothing overwritten".into()
+            }
             Outcome::Denied(Denial::WrongRecoveryCode) => {
                 "wrong or already used recovery code".into()
             }
@@ -238,6 +275,7 @@ impl Outcome {
             Outcome::Failed(Failure::Store(e)) => e.to_string(),
             Outcome::Failed(Failure::Account(e)) => e.to_string(),
             Outcome::Failed(Failure::Conversation(e)) => e.to_string(),
+            Outcome::Failed(Failure::System(e)) => e.clone(),
         }
     }
 }
@@ -348,6 +386,7 @@ fn decide(
             return Ok(Outcome::Ignore(pass));
         }
         Plan::Refuse(denial) => return prompt_then(conv, Outcome::Denied(denial)),
+        Plan::SelfEnroll => return enroll_at_login(conv, &store, &name, request, clock.now()),
     };
 
     // A locked account is refused before any code is asked for or checked. The state
@@ -355,10 +394,14 @@ fn decide(
     {
         let mut state_file = store.lock_state(&name)?;
         let state = state_file.read()?;
-        if state.locked_at(clock.now()) {
+        let now = clock.now();
+        if state.locked_at(now) {
             return Ok(Outcome::Locked {
                 until: state.locked_until,
             });
+        }
+        if let Some(proof) = remembered(&decision, &state, request.session_id, now) {
+            return Ok(Outcome::Success(proof));
         }
     }
 
@@ -440,6 +483,8 @@ fn decide(
                     Kind::Hotp => new_state.next_counter = verified.accepted().saturating_add(1),
                 }
             }
+            new_state.verified_session = request.session_id;
+            new_state.verified_at = now;
             // Durable before PAM_SUCCESS: a code that cannot be marked used is refused.
             state_file.write(&new_state)?;
             Ok(Outcome::Success(proof))
@@ -451,6 +496,100 @@ fn decide(
             Ok(Outcome::Denied(denial))
         }
     }
+}
+
+/// A code verified earlier in the same audit session, within the rule's
+/// `remember_seconds`: the only way past the prompt without a code. Never without a
+/// session id, and never for a time in the future (a clock set back).
+fn remembered(decision: &Decision, state: &State, session: Option<u32>, now: u64) -> Option<Proof> {
+    let limit = decision.remember_seconds?;
+    let session = session?;
+    if state.verified_session != Some(session) || state.verified_at == 0 {
+        return None;
+    }
+    let age = now.checked_sub(state.verified_at)?;
+    (age < limit).then_some(Proof::Remembered { session, age })
+}
+
+/// Enrollment at first login: show the new secret (QR code and URI) through the
+/// conversation, and save it only once the user typed a valid first code from it. Two
+/// parallel first logins: the record is created without replacing, so one wins and
+/// the other fails without overwriting it.
+fn enroll_at_login(
+    answers: &mut Answers<'_>,
+    store: &Store,
+    name: &UserName,
+    request: &Request,
+    now: u64,
+) -> Result<Outcome, Failure> {
+    if request.silent {
+        return Ok(Outcome::Denied(Denial::EnrollmentSilenced));
+    }
+    let secret = SecretKey::generate().map_err(|e| Failure::System(e.to_string()))?;
+    let record = Record::new_totp(secret);
+    let issuer = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "pam-mfa".into());
+    let uri = otpauth(&record, &issuer, name.as_str());
+    let qr = Modules::encode(&uri)
+        .map(|m| m.terminal(TerminalQr::Utf8, 2))
+        .unwrap_or_default();
+    let mut message = Zeroizing::new(String::with_capacity(qr.len() + uri.len() + 256));
+    message.push_str(
+        "This account needs a second factor. Scan the QR code with an authenticator app,\n\
+         or add the key from the link below by hand, then type the code the app shows.\n",
+    );
+    message.push_str(&qr);
+    message.push_str(&uri);
+    answers.conv.info(&message).map_err(Failure::Conversation)?;
+    drop(message);
+
+    let answer = answers.code(record.digits)?;
+    let Some(code) = answer
+        .as_deref()
+        .and_then(|a| Code::parse(a, record.digits))
+    else {
+        return Ok(Outcome::Denied(Denial::NoCode));
+    };
+    let verified = match verify_totp(
+        record.secret.as_bytes(),
+        &record.totp_params(),
+        &code,
+        now,
+        None,
+    ) {
+        Ok(verified) => verified,
+        Err(rejection) => return Ok(Outcome::Denied(Denial::Rejected(rejection))),
+    };
+    let (codes, hashes) = recovery::generate().map_err(|e| Failure::System(e.to_string()))?;
+    let state = State {
+        last_step: Some(verified.accepted()),
+        last_success: now,
+        verified_session: request.session_id,
+        verified_at: now,
+        ..State::default()
+    };
+    match store.enroll(name, &record, state, &hashes, false) {
+        Ok(()) => {}
+        Err(StoreError::AlreadyEnrolled { .. }) => {
+            return Ok(Outcome::Denied(Denial::EnrolledMeanwhile))
+        }
+        Err(e) => return Err(Failure::Store(e)),
+    }
+    let mut shown = Zeroizing::new(String::with_capacity(40 + codes.len() * 16));
+    shown.push_str(
+        "Enrolled. Recovery codes, each good once; keep them safe, they are not shown again:\n",
+    );
+    for code in &codes {
+        shown.push_str("  ");
+        shown.push_str(code.as_str());
+        shown.push('\n');
+    }
+    // The enrollment stands even if this message cannot be shown: the admin can make
+    // new codes with pam-mfa recovery.
+    let _ = answers.conv.info(shown.trim_end());
+    Ok(Outcome::Success(Proof::SelfEnrolled(verified)))
 }
 
 fn debug_line(options: &Options, policy: &Policy, account: &Account, decision: &Decision) {
@@ -483,6 +622,8 @@ pub enum Plan {
     Pass(Pass),
     /// Prompt (so the prompt tells nothing), then refuse.
     Refuse(Denial),
+    /// Enroll the account inside the conversation.
+    SelfEnroll,
 }
 
 impl Plan {
@@ -492,6 +633,7 @@ impl Plan {
             Plan::AskCode => "asks for a code".into(),
             Plan::Pass(pass) => Outcome::Ignore(*pass).reason(),
             Plan::Refuse(denial) => Outcome::Denied(*denial).reason(),
+            Plan::SelfEnroll => "enrolls the account at login (QR code, first code)".into(),
         }
     }
 }
@@ -503,6 +645,7 @@ pub fn plan(decision: &Decision, enrolled: bool, today: Date) -> Plan {
         (Mode::Exempt, _) => Plan::Pass(Pass::Exempt),
         (_, true) => Plan::AskCode,
         (Mode::Optional, false) => Plan::Pass(Pass::OptionalNotEnrolled),
+        (Mode::Required, false) if decision.may_self_enroll(today) => Plan::SelfEnroll,
         (Mode::Required, false) => match decision.enroll_by {
             Some(deadline) if decision.in_grace(today) => Plan::Pass(Pass::Grace(deadline)),
             _ => Plan::Refuse(Denial::NotEnrolled),

@@ -2,21 +2,17 @@
 //! descriptor the module holds while it works is close-on-exec (a login that spawns a
 //! shell must not hand it the store).
 
+mod inproc;
+
 use std::cell::Cell;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
-use zeroize::Zeroizing;
-
-use pam_mfa::authenticate::{authenticate, Conversation, ConversationError, Outcome, Request};
+use inproc::{Place, Scripted, KEY, KEY_BASE32};
+use pam_mfa::authenticate::{authenticate, Outcome};
 use pam_mfa::clock::Clock;
 use pam_mfa::otp::hotp::{format_code, hotp};
 use pam_mfa::otp::totp::time_step;
 use pam_mfa::otp::{Algorithm, Digits};
-
-const KEY: &[u8] = b"12345678901234567890";
-const KEY_BASE32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 
 fn open_fds() -> Vec<i32> {
     fs::read_dir("/proc/self/fd")
@@ -59,63 +55,11 @@ impl Clock for CheckingClock<'_> {
     }
 }
 
-struct Answer(String);
-
-impl Conversation for Answer {
-    fn ask_hidden(
-        &mut self,
-        _prompt: &str,
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
-        Ok(Some(Zeroizing::new(self.0.as_bytes().to_vec())))
-    }
-    fn info(&mut self, _text: &str) -> Result<(), ConversationError> {
-        Ok(())
-    }
-    fn authtok(&mut self) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
-        Ok(None)
-    }
-    fn set_authtok(&mut self, _value: &[u8]) -> Result<(), ConversationError> {
-        Ok(())
-    }
-}
-
-fn setup(dir: &Path, user: &str) -> Vec<String> {
-    let store = dir.join("store");
-    fs::create_dir(&store).unwrap();
-    fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
-    let record = store.join(format!("{user}.toml"));
-    fs::write(&record, format!("secret = \"{KEY_BASE32}\"\n")).unwrap();
-    fs::set_permissions(&record, fs::Permissions::from_mode(0o600)).unwrap();
-    let policy = dir.join("policy.toml");
-    fs::write(
-        &policy,
-        format!(
-            "store_dir = \"{}\"\ndefault_mode = \"required\"\nfail_delay_ms = 0\n",
-            store.display()
-        ),
-    )
-    .unwrap();
-    vec![
-        format!("config={}", policy.display()),
-        format!("log_socket={}", dir.join("log.sock").display()),
-    ]
-}
-
 #[test]
 fn a_thousand_authentications_leak_no_descriptor_and_all_are_close_on_exec() {
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .unwrap()
-        .unwrap()
-        .name;
-    let dir = tempfile::tempdir().unwrap();
-    let args = setup(dir.path(), &user);
-    let request = Request {
-        user: Some(user),
-        service: "fd-test".into(),
-        rhost: String::new(),
-        args,
-        silent: false,
-    };
+    let place = Place::new("default_mode = \"required\"\n");
+    place.enroll(KEY_BASE32);
+    let request = place.request(None);
     let before = open_fds();
     let clock = CheckingClock {
         now: Cell::new(1_800_000_000),
@@ -135,7 +79,7 @@ fn a_thousand_authentications_leak_no_descriptor_and_all_are_close_on_exec() {
         };
         let outcome = authenticate(
             &request,
-            &mut Answer(format_code(typed, Digits::SIX)),
+            &mut Scripted::answering(&format_code(typed, Digits::SIX)),
             &clock,
         );
         match (round % 10 == 9, &outcome) {

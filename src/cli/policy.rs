@@ -212,7 +212,10 @@ fn explain(args: &ExplainArgs) -> Result<(), CliError> {
                 Plan::AskCode => "prompt",
                 Plan::Pass(_) => "ignore",
                 Plan::Refuse(_) => "deny",
+                Plan::SelfEnroll => "enroll",
             },
+            "self_enroll": decision.may_self_enroll(today),
+            "remember_seconds": decision.remember_seconds,
             "reason": plan.describe(),
         });
         println!("{value:#}");
@@ -258,6 +261,14 @@ fn explain(args: &ExplainArgs) -> Result<(), CliError> {
         decision.limits.max_failures,
         decision.limits.lockout_seconds
     );
+    if decision.may_self_enroll(today) {
+        println!("  enroll:    at login (self_enroll), when the account has no secret");
+    }
+    if let Some(seconds) = decision.remember_seconds {
+        println!(
+            "  remember:  {seconds} s: after a valid code, logins in the same audit session skip it"
+        );
+    }
     if let Some(until) = locked_until {
         println!("  locked:    until {until} (pam-mfa unlock {user})");
     }

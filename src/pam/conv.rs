@@ -1,7 +1,7 @@
 //! Prompting through the application's conversation function. Replies are copied into
 //! zeroizing memory, and the application's buffer is wiped before it is freed.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::os::raw::c_int;
 use std::ptr;
 
@@ -38,10 +38,17 @@ impl<'a> PamConversation<'a> {
         let Some(function) = self.conv.conv else {
             return Err(ConversationError);
         };
-        let text = CString::new(text).map_err(|_| ConversationError)?;
+        // The text may hold a secret (enrollment at login shows the key), so its C copy
+        // lives in zeroizing memory too.
+        if text.as_bytes().contains(&0) {
+            return Err(ConversationError);
+        }
+        let mut c_text = Zeroizing::new(Vec::with_capacity(text.len() + 1));
+        c_text.extend_from_slice(text.as_bytes());
+        c_text.push(0);
         let message = ffi::PamMessage {
             msg_style: style,
-            msg: text.as_ptr(),
+            msg: c_text.as_ptr().cast(),
         };
         let mut messages = [&message as *const ffi::PamMessage];
         let mut response: *mut ffi::PamResponse = ptr::null_mut();

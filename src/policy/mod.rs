@@ -26,6 +26,8 @@ pub const DEFAULT_STORE_DIR: &str = "/var/lib/pam-mfa";
 pub const DEFAULT_MAX_FAILURES: u32 = 5;
 pub const DEFAULT_LOCKOUT_SECONDS: u64 = 300;
 pub const DEFAULT_FAIL_DELAY_MS: u32 = 2000;
+/// Longest `remember_seconds`: a working day.
+pub const MAX_REMEMBER_SECONDS: u64 = 12 * 3600;
 
 /// What an account must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +128,13 @@ pub struct Rule {
     pub enroll_by: Option<Date>,
     /// This rule's limits, the top level's where it sets none.
     pub limits: Limits,
+    /// An account without a secret enrolls at login, inside the PAM conversation.
+    pub self_enroll: bool,
+    /// After a valid code, later logins of the account in the same audit session pass
+    /// without a prompt for this long.
+    pub remember_seconds: Option<u64>,
+    /// `remember_seconds` may apply to root too.
+    pub allow_root: bool,
 }
 
 impl Rule {

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use super::{
     Cidr, Limits, Mode, Policy, Rule, DEFAULT_FAIL_DELAY_MS, DEFAULT_LOCKOUT_SECONDS,
-    DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR,
+    DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR, MAX_REMEMBER_SECONDS,
 };
 use crate::clock::Date;
 use crate::store::record::MAX_TOTP_WINDOW;
@@ -112,6 +112,9 @@ struct RawRule {
     window: Option<Spanned<i64>>,
     max_failures: Option<Spanned<i64>>,
     lockout_seconds: Option<Spanned<i64>>,
+    self_enroll: Option<Spanned<bool>>,
+    remember_seconds: Option<Spanned<i64>>,
+    allow_root: Option<Spanned<bool>>,
 }
 
 /// Parses policy text; `path` is only used in messages.
@@ -293,6 +296,29 @@ fn parse_rule(
             .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
             .unwrap_or(top.lockout_seconds),
     };
+    let self_enroll = raw.self_enroll.as_ref().is_some_and(|v| *v.get_ref());
+    if self_enroll && mode != Mode::Required {
+        return Err((
+            raw.self_enroll
+                .as_ref()
+                .map_or(rule_start, |v| v.span().start),
+            format!("rule {name:?}: self_enroll only makes sense on a required rule"),
+        ));
+    }
+    let remember_seconds = optional(
+        &raw.remember_seconds,
+        "remember_seconds",
+        1,
+        MAX_REMEMBER_SECONDS,
+    )
+    .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?;
+    let allow_root = raw.allow_root.as_ref().is_some_and(|v| *v.get_ref());
+    if allow_root && remember_seconds.is_none() {
+        return Err((
+            raw.allow_root.as_ref().map_or(rule_start, |v| v.span().start),
+            format!("rule {name:?}: allow_root only applies to remember_seconds, which the rule does not set"),
+        ));
+    }
     let rule = Rule {
         name,
         line: line_of(text, rule_start),
@@ -304,6 +330,9 @@ fn parse_rule(
         from,
         enroll_by,
         limits,
+        self_enroll,
+        remember_seconds,
+        allow_root,
     };
     if rule.names_root() {
         if rule.mode != Mode::Required {
@@ -329,6 +358,24 @@ fn parse_rule(
                 rule_start,
                 format!(
                     "rule {:?} names root: enroll_by never applies to root",
+                    rule.name
+                ),
+            ));
+        }
+        if rule.self_enroll {
+            return Err((
+                rule_start,
+                format!(
+                    "rule {:?} names root: root never enrolls itself at login",
+                    rule.name
+                ),
+            ));
+        }
+        if rule.remember_seconds.is_some() && !rule.allow_root {
+            return Err((
+                rule_start,
+                format!(
+                    "rule {:?} names root with remember_seconds; add allow_root = true if root may skip the code within that time",
                     rule.name
                 ),
             ));
@@ -494,6 +541,13 @@ mode = "required"
             ("max_failures = 0\n", 1, "max_failures"),
             ("[[rule]]\nname = \"a\"\nmode = \"required\"\nlockout_seconds = -5\n", 4, "lockout_seconds"),
             ("fail_delay_ms = 60000\n", 1, "fail_delay_ms"),
+            ("[[rule]]\nname = \"a\"\nmode = \"optional\"\nself_enroll = true\n", 4, "self_enroll"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nself_enroll = true\n", 1, "never enrolls"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nremember_seconds = 600\n", 1, "allow_root"),
+            ("[[rule]]\nname = \"a\"\nmode = \"required\"\nallow_root = true\n", 4, "remember_seconds"),
+            ("[[rule]]\nname = \"a\"\nmode = \"required\"\nremember_seconds = 0\n", 4, "remember_seconds"),
+            ("[[rule]]\nname = \"a\"\nmode = \"required\"\nremember_seconds = 999999\n", 4, "remember_seconds"),
+            ("[[rule]]\nname = \"a\"\nmode = \"required\"\nself_enroll = \"yes\"\n", 4, "self_enroll"),
             ("[[rule]]\nname = \"a\"\nusers = [\"../x\"]\nmode = \"required\"\n", 3, "invalid user name"),
             (
                 "[[rule]]\nname = \"a\"\nmode = \"exempt\"\n[[rule]]\nname = \"a\"\nmode = \"exempt\"\n",

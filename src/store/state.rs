@@ -27,8 +27,8 @@ use super::StoreError;
 
 const MAGIC: &[u8; 4] = b"PMFS";
 const VERSION: u8 = 1;
-const SLOT_LEN: usize = 96;
-const BODY_LEN: usize = 64;
+const SLOT_LEN: usize = 128;
+const BODY_LEN: usize = 96;
 const SLOT_OFFSETS: [u64; 2] = [0, 4096];
 /// The size of a state file; every byte is reserved when it is created.
 pub const FILE_LEN: u64 = 4096 + SLOT_LEN as u64;
@@ -48,6 +48,10 @@ pub struct State {
     pub locked_until: u64,
     /// Unix time of the last accepted code (0: never).
     pub last_success: u64,
+    /// The audit session (/proc/self/sessionid) of the last accepted code, if it had one.
+    pub verified_session: Option<u32>,
+    /// When that session passed its code.
+    pub verified_at: u64,
 }
 
 impl State {
@@ -276,13 +280,16 @@ fn encode(seq: u64, state: &State) -> [u8; SLOT_LEN] {
     slot[40..48].copy_from_slice(&state.failure_window_start.to_le_bytes());
     slot[48..56].copy_from_slice(&state.locked_until.to_le_bytes());
     slot[56..64].copy_from_slice(&state.last_success.to_le_bytes());
+    slot[64] = u8::from(state.verified_session.is_some());
+    slot[68..72].copy_from_slice(&state.verified_session.unwrap_or(0).to_le_bytes());
+    slot[72..80].copy_from_slice(&state.verified_at.to_le_bytes());
     let checksum = Sha256::digest(&slot[..BODY_LEN]);
     slot[BODY_LEN..].copy_from_slice(&checksum);
     slot
 }
 
 fn decode(slot: &[u8; SLOT_LEN]) -> Option<(u64, State)> {
-    if &slot[0..4] != MAGIC || slot[4] != VERSION || slot[5] > 1 {
+    if &slot[0..4] != MAGIC || slot[4] != VERSION || slot[5] > 1 || slot[64] > 1 {
         return None;
     }
     if Sha256::digest(&slot[..BODY_LEN]).as_slice() != &slot[BODY_LEN..] {
@@ -293,15 +300,20 @@ fn decode(slot: &[u8; SLOT_LEN]) -> Option<(u64, State)> {
         bytes.copy_from_slice(&slot[at..at + 8]);
         u64::from_le_bytes(bytes)
     };
-    let mut failures = [0u8; 4];
-    failures.copy_from_slice(&slot[32..36]);
+    let u32_at = |at: usize| {
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(&slot[at..at + 4]);
+        u32::from_le_bytes(bytes)
+    };
     let state = State {
         last_step: (slot[5] == 1).then(|| u64_at(16)),
         next_counter: u64_at(24),
-        failures: u32::from_le_bytes(failures),
+        failures: u32_at(32),
         failure_window_start: u64_at(40),
         locked_until: u64_at(48),
         last_success: u64_at(56),
+        verified_session: (slot[64] == 1).then(|| u32_at(68)),
+        verified_at: u64_at(72),
     };
     Some((u64_at(8), state))
 }
@@ -329,6 +341,8 @@ mod tests {
             failure_window_start: 1_700_000_000,
             locked_until: 0,
             last_success: 1_700_000_100,
+            verified_session: Some(34),
+            verified_at: 1_700_000_100,
         }
     }
 

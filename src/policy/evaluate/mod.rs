@@ -30,6 +30,10 @@ pub struct Decision {
     pub limits: Limits,
     /// The deadline of the rule that decided, if it has one (never for root).
     pub enroll_by: Option<Date>,
+    /// An account without a secret may enroll at login (never root).
+    pub self_enroll: bool,
+    /// How long a verified session may skip the code (root only with allow_root).
+    pub remember_seconds: Option<u64>,
 }
 
 impl Decision {
@@ -37,6 +41,12 @@ impl Decision {
     /// enrollment deadline has not come yet.
     pub fn in_grace(&self, today: Date) -> bool {
         self.mode == Mode::Required && self.enroll_by.is_some_and(|deadline| today < deadline)
+    }
+
+    /// Whether an account without a secret may enroll at login today: the rule allows it
+    /// and its deadline, if any, has not passed.
+    pub fn may_self_enroll(&self, today: Date) -> bool {
+        self.self_enroll && self.enroll_by.is_none_or(|deadline| today < deadline)
     }
 }
 
@@ -112,7 +122,8 @@ impl fmt::Display for DecidedBy {
 
 /// Decides for `account` in `context`: the first rule whose every condition matches,
 /// otherwise `default_mode`. uid 0 is always required, with limits no looser than the
-/// top level's, and never a deadline.
+/// top level's, never a deadline, never enrollment at login, and a remembered session
+/// only where its rule says `allow_root`.
 pub fn evaluate(policy: &Policy, account: &Account, context: &Context<'_>) -> Decision {
     let rhost: Option<IpAddr> = context.rhost.parse().ok();
     let first = policy
@@ -120,18 +131,21 @@ pub fn evaluate(policy: &Policy, account: &Account, context: &Context<'_>) -> De
         .iter()
         .find_map(|rule| matches(rule, account, context.service, rhost).map(|m| (rule, m)));
     if account.uid == 0 {
-        let (rule, limits) = match first {
+        let (rule, limits, remember_seconds) = match first {
             Some((rule, _)) => (
                 Some(rule.name.clone()),
                 rule.limits.no_looser_than(&policy.limits),
+                rule.remember_seconds.filter(|_| rule.allow_root),
             ),
-            None => (None, policy.limits),
+            None => (None, policy.limits, None),
         };
         return Decision {
             mode: Mode::Required,
             by: DecidedBy::Root { rule },
             limits,
             enroll_by: None,
+            self_enroll: false,
+            remember_seconds,
         };
     }
     match first {
@@ -143,12 +157,16 @@ pub fn evaluate(policy: &Policy, account: &Account, context: &Context<'_>) -> De
             },
             limits: rule.limits,
             enroll_by: rule.enroll_by,
+            self_enroll: rule.self_enroll,
+            remember_seconds: rule.remember_seconds,
         },
         None => Decision {
             mode: policy.default_mode,
             by: DecidedBy::Default,
             limits: policy.limits,
             enroll_by: None,
+            self_enroll: false,
+            remember_seconds: None,
         },
     }
 }

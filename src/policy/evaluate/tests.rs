@@ -37,6 +37,8 @@ struct Case {
     window: Option<u32>,
     max_failures: Option<u32>,
     lockout_seconds: Option<u64>,
+    self_enroll: Option<bool>,
+    remember_seconds: Option<u64>,
 }
 
 fn fixtures() -> Vec<PathBuf> {
@@ -112,6 +114,20 @@ fn fixtures_decide_as_expected() {
                 assert_eq!(
                     decision.limits.lockout_seconds, seconds,
                     "{label}: lockout_seconds"
+                );
+            }
+            if let Some(self_enroll) = case.self_enroll {
+                assert_eq!(
+                    decision.may_self_enroll(today),
+                    self_enroll,
+                    "{label}: self_enroll"
+                );
+            }
+            if let Some(seconds) = case.remember_seconds {
+                assert_eq!(
+                    decision.remember_seconds.unwrap_or(0),
+                    seconds,
+                    "{label}: remember_seconds"
                 );
             }
             checked += 1;
