@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::fs::OpenOptions;
-use std::io::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -128,8 +128,12 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
 
     let mut state = State::default();
     if !args.no_confirm {
-        eprintln!("Add the URI above to the authenticator app, then type the code it shows.");
-        eprint!("Code: ");
+        // Instructions are for people at a terminal; a script piping the code in gets
+        // nothing on stderr but a possible one-line error.
+        if std::io::stdin().is_terminal() {
+            eprintln!("Add the URI above to the authenticator app, then type the code it shows.");
+            eprint!("Code: ");
+        }
         let line = read_line("code")?;
         let code = Code::parse(&line, record.digits).ok_or_else(|| {
             CliError::new(format!(
