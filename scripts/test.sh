@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every check pam-mfa has, in the order CI runs them: packages, formatting, lints,
+# both builds, the test suites, then the demo as a smoke test of the release build.
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo_root"
+
+section() {
+    printf '\n==== %s ====\n' "$*"
+}
+
+section "Packages (scripts/deps.sh)"
+scripts/deps.sh
+
+section "Formatting (cargo fmt --check)"
+cargo fmt --check
+
+section "Lints (cargo clippy --all-targets --locked -- -D warnings)"
+cargo clippy --all-targets --locked -- -D warnings
+
+# The debug module carries the PAM_MFA_TEST_PANIC hook that the panic test loads.
+section "Debug build (cargo build --locked)"
+cargo build --locked
+
+section "Release build (cargo build --release --locked)"
+cargo build --release --locked
+
+section "Tests (cargo test --release --locked)"
+cargo test --release --locked
+
+section "Smoke test (scripts/demo.sh --no-build)"
+# Its last line, "demo: N passed, N failed", closes the run; set -e stops at any failure.
+scripts/demo.sh --no-build
