@@ -489,6 +489,10 @@ fn decide(
             state_file.write(&new_state)?;
             Ok(Outcome::Success(proof))
         }
+        // An answer that cannot be a code guesses nothing, so it does not count towards
+        // the lockout: sshd answers for root under PermitRootLogin prohibit-password with
+        // a fixed bogus string, which must not lock root out.
+        Err(Denial::NoCode) => Ok(Outcome::Denied(Denial::NoCode)),
         Err(denial) => {
             // Counted durably: a failure that cannot be counted is an error, not a retry.
             let new_state = state.after_failure(limits.max_failures, limits.lockout_seconds, now);

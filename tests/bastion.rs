@@ -223,3 +223,25 @@ fn root_never_enrolls_itself_at_login() {
     );
     assert_eq!(std::fs::read_dir(place.store()).unwrap().count(), 0);
 }
+
+#[test]
+fn answers_that_cannot_be_codes_do_not_count_towards_the_lockout() {
+    let place = Place::new("default_mode = \"required\"\nmax_failures = 2\n");
+    place.enroll(KEY_BASE32);
+    // sshd's stand-in answer for root under prohibit-password, an empty answer, letters.
+    for answer in ["\u{8}\n\r\u{7f}INCORRECT", "", "abc"] {
+        for _ in 0..3 {
+            let (outcome, _) = login(&place, None, NOW, answer);
+            assert!(matches!(outcome, Outcome::Denied(Denial::NoCode)), "{outcome:?}");
+        }
+    }
+    let (outcome, _) = login(&place, None, NOW, &code_at(KEY, NOW));
+    assert!(matches!(outcome, Outcome::Success(_)), "not locked: {outcome:?}");
+    // Wrong codes do count.
+    for _ in 0..2 {
+        let (outcome, _) = login(&place, None, NOW + 30, "000000");
+        assert!(matches!(outcome, Outcome::Denied(_)));
+    }
+    let (outcome, _) = login(&place, None, NOW + 30, &code_at(KEY, NOW + 30));
+    assert!(matches!(outcome, Outcome::Locked { .. }), "{outcome:?}");
+}
