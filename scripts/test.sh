@@ -32,3 +32,8 @@ cargo test --release --locked
 section "Smoke test (scripts/demo.sh --no-build)"
 # Its last line, "demo: N passed, N failed", closes the run; set -e stops at any failure.
 scripts/demo.sh --no-build
+
+# Real sshd, ssh, sudo, su and login through the README's stacks, and the .deb; only with
+# CI=true or PAM_MFA_E2E=1, as root (they add users and /etc/pam.d files), else they skip.
+section "End-to-end tests (tests/e2e/run.sh --no-build)"
+tests/e2e/run.sh --no-build
