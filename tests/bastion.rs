@@ -232,11 +232,17 @@ fn answers_that_cannot_be_codes_do_not_count_towards_the_lockout() {
     for answer in ["\u{8}\n\r\u{7f}INCORRECT", "", "abc"] {
         for _ in 0..3 {
             let (outcome, _) = login(&place, None, NOW, answer);
-            assert!(matches!(outcome, Outcome::Denied(Denial::NoCode)), "{outcome:?}");
+            assert!(
+                matches!(outcome, Outcome::Denied(Denial::NoCode)),
+                "{outcome:?}"
+            );
         }
     }
     let (outcome, _) = login(&place, None, NOW, &code_at(KEY, NOW));
-    assert!(matches!(outcome, Outcome::Success(_)), "not locked: {outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Success(_)),
+        "not locked: {outcome:?}"
+    );
     // Wrong codes do count.
     for _ in 0..2 {
         let (outcome, _) = login(&place, None, NOW + 30, "000000");

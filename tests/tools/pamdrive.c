@@ -1,0 +1,275 @@
+/*
+ * pamdrive: a small PAM application for the integration tests.
+ *
+ * Usage: pamdrive [--confdir DIR] [--rhost H] [--ruser U] [--tty T] [--repeat N]
+ *                 [--setcred] SERVICE USER [ANSWER...]
+ *
+ * Runs pam_start / pam_authenticate / pam_end (N times with --repeat, the
+ * same answers each round) and reports, one line each on stdout:
+ *   msg STYLE TEXT     every message the conversation receives
+ *                      (STYLE: echo_off | echo_on | error | info | style_N;
+ *                      a newline inside TEXT is written as \n, a backslash as \\)
+ *   rc N NAME          pam_authenticate's return, NAME its PAM_* constant
+ *   setcred N NAME     with --setcred: pam_setcred(PAM_ESTABLISH_CRED)'s return
+ *
+ * Each echo-off or echo-on prompt consumes the next ANSWER. Special answers:
+ *   @null      reply with resp = NULL
+ *   @empty     reply with ""
+ *   @convfail  the conversation function returns PAM_CONV_ERR
+ * When the answers run out, the conversation returns PAM_CONV_ERR.
+ *
+ * --confdir DIR reads the service files from DIR through libpam's own pam_start_confdir
+ * (Linux-PAM 1.4+) instead of pam_start. pam_wrapper does the same, but first copies the
+ * service files into a directory /tmp/pam.X that it picks with a check-then-create race, and
+ * removes when the process exits: processes started at the same moment can share or lose that
+ * directory and read each other's services or fail. --confdir needs no pam_wrapper and keeps
+ * parallel runs apart.
+ *
+ * The failure delay is set aside (PAM_FAIL_DELAY) so that tests stay fast.
+ * Exit status: 0 whatever PAM returned, 2 on a usage error, 3 if pam_start fails.
+ *
+ * Build: cc -Wall -Wextra -O2 -o pamdrive pamdrive.c -lpam
+ */
+#include <security/pam_appl.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct answers {
+	char **items;
+	int count;
+	int next;
+};
+
+static const char *const pam_names[] = {
+	"PAM_SUCCESS",
+	"PAM_OPEN_ERR",
+	"PAM_SYMBOL_ERR",
+	"PAM_SERVICE_ERR",
+	"PAM_SYSTEM_ERR",
+	"PAM_BUF_ERR",
+	"PAM_PERM_DENIED",
+	"PAM_AUTH_ERR",
+	"PAM_CRED_INSUFFICIENT",
+	"PAM_AUTHINFO_UNAVAIL",
+	"PAM_USER_UNKNOWN",
+	"PAM_MAXTRIES",
+	"PAM_NEW_AUTHTOK_REQD",
+	"PAM_ACCT_EXPIRED",
+	"PAM_SESSION_ERR",
+	"PAM_CRED_UNAVAIL",
+	"PAM_CRED_EXPIRED",
+	"PAM_CRED_ERR",
+	"PAM_NO_MODULE_DATA",
+	"PAM_CONV_ERR",
+	"PAM_AUTHTOK_ERR",
+	"PAM_AUTHTOK_RECOVERY_ERR",
+	"PAM_AUTHTOK_LOCK_BUSY",
+	"PAM_AUTHTOK_DISABLE_AGING",
+	"PAM_TRY_AGAIN",
+	"PAM_IGNORE",
+	"PAM_ABORT",
+	"PAM_AUTHTOK_EXPIRED",
+	"PAM_MODULE_UNKNOWN",
+	"PAM_BAD_ITEM",
+	"PAM_CONV_AGAIN",
+	"PAM_INCOMPLETE",
+};
+
+static const char *pam_name(int rc)
+{
+	if (rc >= 0 && (size_t)rc < sizeof(pam_names) / sizeof(pam_names[0]))
+		return pam_names[rc];
+	return "PAM_UNKNOWN_CODE";
+}
+
+static void print_message(int style, const char *text)
+{
+	switch (style) {
+	case PAM_PROMPT_ECHO_OFF:
+		fputs("msg echo_off ", stdout);
+		break;
+	case PAM_PROMPT_ECHO_ON:
+		fputs("msg echo_on ", stdout);
+		break;
+	case PAM_ERROR_MSG:
+		fputs("msg error ", stdout);
+		break;
+	case PAM_TEXT_INFO:
+		fputs("msg info ", stdout);
+		break;
+	default:
+		printf("msg style_%d ", style);
+		break;
+	}
+	if (text == NULL)
+		text = "(null)";
+	for (const char *p = text; *p != '\0'; p++) {
+		if (*p == '\n')
+			fputs("\\n", stdout);
+		else if (*p == '\\')
+			fputs("\\\\", stdout);
+		else
+			putchar(*p);
+	}
+	putchar('\n');
+	fflush(stdout);
+}
+
+static void free_replies(struct pam_response *replies, int count)
+{
+	for (int i = 0; i < count; i++)
+		free(replies[i].resp);
+	free(replies);
+}
+
+static int conversation(int num_msg, const struct pam_message **msg,
+			struct pam_response **resp, void *appdata_ptr)
+{
+	struct answers *answers = appdata_ptr;
+
+	if (num_msg <= 0 || msg == NULL || resp == NULL)
+		return PAM_CONV_ERR;
+
+	struct pam_response *replies = calloc((size_t)num_msg, sizeof(*replies));
+	if (replies == NULL)
+		return PAM_BUF_ERR;
+
+	for (int i = 0; i < num_msg; i++) {
+		int style = msg[i]->msg_style;
+		print_message(style, msg[i]->msg);
+		if (style != PAM_PROMPT_ECHO_OFF && style != PAM_PROMPT_ECHO_ON)
+			continue;
+		if (answers->next >= answers->count) {
+			free_replies(replies, num_msg);
+			return PAM_CONV_ERR;
+		}
+		const char *answer = answers->items[answers->next++];
+		if (strcmp(answer, "@convfail") == 0) {
+			free_replies(replies, num_msg);
+			return PAM_CONV_ERR;
+		}
+		if (strcmp(answer, "@null") == 0)
+			continue;
+		if (strcmp(answer, "@empty") == 0)
+			answer = "";
+		replies[i].resp = strdup(answer);
+		if (replies[i].resp == NULL) {
+			free_replies(replies, num_msg);
+			return PAM_BUF_ERR;
+		}
+	}
+	*resp = replies;
+	return PAM_SUCCESS;
+}
+
+/* Tests have no use for the failure delay: a delay function that waits not at all. */
+static void no_fail_delay(int retval, unsigned usec_delay, void *appdata_ptr)
+{
+	(void)retval;
+	(void)usec_delay;
+	(void)appdata_ptr;
+}
+
+static void usage(void)
+{
+	fputs("usage: pamdrive [--confdir DIR] [--rhost H] [--ruser U] [--tty T] [--repeat N]"
+	      " [--setcred] SERVICE USER [ANSWER...]\n",
+	      stderr);
+	exit(2);
+}
+
+static int set_item(pam_handle_t *pamh, int type, const void *value, const char *what)
+{
+	int rc = pam_set_item(pamh, type, value);
+	if (rc != PAM_SUCCESS)
+		fprintf(stderr, "pamdrive: pam_set_item(%s): %s\n", what, pam_strerror(pamh, rc));
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *confdir = NULL;
+	const char *rhost = NULL;
+	const char *ruser = NULL;
+	const char *tty = NULL;
+	long repeat = 1;
+	int setcred = 0;
+	int i = 1;
+
+	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+		const char *opt = argv[i];
+		if (strcmp(opt, "--") == 0) {
+			i++;
+			break;
+		}
+		if (strcmp(opt, "--setcred") == 0) {
+			setcred = 1;
+			continue;
+		}
+		if (i + 1 >= argc)
+			usage();
+		const char *value = argv[++i];
+		if (strcmp(opt, "--confdir") == 0) {
+			confdir = value;
+		} else if (strcmp(opt, "--rhost") == 0) {
+			rhost = value;
+		} else if (strcmp(opt, "--ruser") == 0) {
+			ruser = value;
+		} else if (strcmp(opt, "--tty") == 0) {
+			tty = value;
+		} else if (strcmp(opt, "--repeat") == 0) {
+			char *end = NULL;
+			repeat = strtol(value, &end, 10);
+			if (*value == '\0' || *end != '\0' || repeat < 1 || repeat > 10000)
+				usage();
+		} else {
+			usage();
+		}
+	}
+	if (argc - i < 2)
+		usage();
+
+	const char *service = argv[i];
+	const char *user = argv[i + 1];
+	struct answers answers = { .items = argv + i + 2, .count = argc - i - 2, .next = 0 };
+	struct pam_conv conv = { .conv = conversation, .appdata_ptr = &answers };
+
+	for (long round = 0; round < repeat; round++) {
+		pam_handle_t *pamh = NULL;
+		answers.next = 0;
+
+		int rc = confdir != NULL
+			? pam_start_confdir(service, user, &conv, confdir, &pamh)
+			: pam_start(service, user, &conv, &pamh);
+		if (rc != PAM_SUCCESS || pamh == NULL) {
+			fprintf(stderr, "pamdrive: pam_start: %d %s\n", rc, pam_name(rc));
+			return 3;
+		}
+		void (*delay_fn)(int, unsigned, void *) = no_fail_delay;
+		rc = set_item(pamh, PAM_FAIL_DELAY, (const void *)delay_fn, "PAM_FAIL_DELAY");
+		if (rc == PAM_SUCCESS && rhost != NULL)
+			rc = set_item(pamh, PAM_RHOST, rhost, "PAM_RHOST");
+		if (rc == PAM_SUCCESS && ruser != NULL)
+			rc = set_item(pamh, PAM_RUSER, ruser, "PAM_RUSER");
+		if (rc == PAM_SUCCESS && tty != NULL)
+			rc = set_item(pamh, PAM_TTY, tty, "PAM_TTY");
+		if (rc != PAM_SUCCESS) {
+			pam_end(pamh, rc);
+			return 3;
+		}
+
+		rc = pam_authenticate(pamh, 0);
+		printf("rc %d %s\n", rc, pam_name(rc));
+		fflush(stdout);
+
+		if (setcred) {
+			int cred_rc = pam_setcred(pamh, PAM_ESTABLISH_CRED);
+			printf("setcred %d %s\n", cred_rc, pam_name(cred_rc));
+			fflush(stdout);
+		}
+		pam_end(pamh, rc);
+	}
+	return 0;
+}
