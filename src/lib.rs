@@ -27,6 +27,8 @@ pub mod otpauth;
 pub mod pam;
 /// The policy file: parsing and the pure decision.
 pub mod policy;
+/// PSKC (RFC 6030) seed files of hardware tokens: parsing, decryption, token profiles.
+pub mod pskc;
 /// QR codes for terminals, PNG and SVG.
 pub mod qr;
 /// Recovery codes: generation, Argon2id hashes, matching.

@@ -124,6 +124,8 @@ pub fn parse(uri: &[u8]) -> Result<Parsed, String> {
                 Kind::Totp => DEFAULT_TOTP_WINDOW,
                 Kind::Hotp => DEFAULT_HOTP_WINDOW,
             },
+            serial: None,
+            manufacturer: None,
         },
         counter,
     })

@@ -113,6 +113,8 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
         } else {
             DEFAULT_TOTP_WINDOW
         },
+        serial: None,
+        manufacturer: None,
     };
 
     let issuer = match &args.issuer {

@@ -32,6 +32,8 @@ pub enum ImportCommand {
     GoogleAuthenticator(GoogleArgs),
     /// Import an existing device from its otpauth:// URI, read from standard input.
     Uri(UriArgs),
+    /// Import hardware tokens from a vendor's PSKC (RFC 6030) seed file, by serial number.
+    Pskc(super::pskc::PskcArgs),
 }
 
 #[derive(Args, Debug)]
@@ -72,6 +74,7 @@ pub fn run(command: &ImportCommand) -> Result<(), CliError> {
     match command {
         ImportCommand::GoogleAuthenticator(args) => google(args),
         ImportCommand::Uri(args) => from_uri(args),
+        ImportCommand::Pskc(args) => super::pskc::run(args),
     }
 }
 

@@ -9,6 +9,7 @@ mod generate;
 mod import;
 mod input;
 mod policy;
+mod pskc;
 mod recovery;
 mod remove;
 mod status;
@@ -45,7 +46,7 @@ enum Command {
     /// Check a policy file, or explain what it decides for an account.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Import secrets from google-authenticator-libpam files or an otpauth URI.
+    /// Import secrets: google-authenticator files, an otpauth URI, or a PSKC seed file.
     #[command(subcommand)]
     Import(import::ImportCommand),
     /// Write man pages into a directory (for packaging).

@@ -11,12 +11,17 @@ use super::account::{lookup, open_store};
 use super::{CliError, ConfigArg};
 use crate::clock::{format_utc, Clock, SystemClock};
 use crate::policy::{self, Context, Mode};
+use crate::store::Store;
 use crate::username::UserName;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Accounts to show (default: every enrolled account).
+    #[arg(conflicts_with = "serial")]
     users: Vec<String>,
+    /// Show the account that the hardware token with this serial number is assigned to.
+    #[arg(long, value_name = "SERIAL")]
+    serial: Option<String>,
     /// Print JSON for scripts.
     #[arg(long)]
     json: bool,
@@ -32,13 +37,24 @@ struct Row {
     locked_until: Option<u64>,
     recovery_left: Option<usize>,
     last_login: Option<u64>,
+    serial: Option<String>,
+    manufacturer: Option<String>,
     problem: Option<String>,
 }
 
 pub fn run(args: &StatusArgs) -> Result<(), CliError> {
     let policy = policy::load(&args.config.config)?;
     let store = open_store(&policy)?;
-    let users = if args.users.is_empty() {
+    let users = if let Some(serial) = &args.serial {
+        let holders = token_holders(&store, serial.trim())?;
+        if holders.is_empty() {
+            return Err(CliError::new(format!(
+                "no account has the token with serial number {}",
+                serial.trim()
+            )));
+        }
+        holders
+    } else if args.users.is_empty() {
         store.enrolled_users()?
     } else {
         args.users
@@ -63,6 +79,8 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
             locked_until: None,
             recovery_left: None,
             last_login: None,
+            serial: None,
+            manufacturer: None,
             problem: None,
         };
         match lookup(user) {
@@ -76,6 +94,8 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
         match store.record(user) {
             Ok(Some(record)) => {
                 row.enrolled = Some(format!("{} {}", record.kind.name(), record.algorithm));
+                row.serial = record.serial.as_ref().map(ToString::to_string);
+                row.manufacturer = record.manufacturer.as_ref().map(ToString::to_string);
                 row.recovery_left = store.recovery_hashes(user).ok().map(|h| h.len());
                 match store.peek_state(user) {
                     Ok(Some(state)) => {
@@ -105,6 +125,8 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                     "locked_until": r.locked_until,
                     "recovery_codes_left": r.recovery_left,
                     "last_login": r.last_login,
+                    "serial": r.serial,
+                    "manufacturer": r.manufacturer,
                     "problem": r.problem,
                 })
             })
@@ -154,9 +176,32 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                 line
             }
         );
+        if let Some(serial) = &row.serial {
+            let made_by = row
+                .manufacturer
+                .as_ref()
+                .map_or(String::new(), |m| format!(" ({m})"));
+            println!("  token: serial {serial}{made_by}");
+        }
         if let Some(problem) = &row.problem {
             println!("  {}", paint(format!("problem: {problem}"), "31"));
         }
     }
     Ok(())
+}
+
+/// The enrolled accounts whose record names the token `serial`. A record that cannot be
+/// read is an error, so that a lost token is never reported as assigned to no one while a
+/// record hides it.
+fn token_holders(store: &Store, serial: &str) -> Result<Vec<UserName>, CliError> {
+    let mut holders = Vec::new();
+    for user in store.enrolled_users()? {
+        let Some(record) = store.record(&user)? else {
+            continue;
+        };
+        if record.serial.as_ref().is_some_and(|s| s.as_str() == serial) {
+            holders.push(user);
+        }
+    }
+    Ok(holders)
 }

@@ -4,7 +4,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::path::Path;
 
 use zeroize::Zeroizing;
@@ -35,6 +35,42 @@ pub const DEFAULT_TOTP_WINDOW: u32 = 1;
 pub const DEFAULT_HOTP_WINDOW: u32 = 10;
 pub const MAX_TOTP_WINDOW: u32 = 10;
 pub const MAX_HOTP_WINDOW: u32 = 100;
+/// Longest token serial number or manufacturer name a record keeps, in bytes.
+pub const MAX_LABEL_LEN: usize = 128;
+
+/// A hardware token's serial number or manufacturer, as a record keeps it: 1 to 128 bytes
+/// of printable text, no surrounding space, and no `"` or `\`, so it round-trips through the
+/// record's string syntax unchanged.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TokenLabel(String);
+
+impl TokenLabel {
+    pub fn parse(text: &str) -> Option<TokenLabel> {
+        let fits = !text.is_empty()
+            && text.len() <= MAX_LABEL_LEN
+            && text.trim() == text
+            && !text
+                .chars()
+                .any(|c| c.is_control() || c == '"' || c == '\\');
+        fits.then(|| TokenLabel(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TokenLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TokenLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
 
 /// An account's enrolled secret and how its codes are made.
 #[derive(Debug)]
@@ -47,6 +83,10 @@ pub struct Record {
     pub period: u32,
     /// Steps accepted each way (TOTP), or counters looked ahead (HOTP).
     pub window: u32,
+    /// The hardware token's serial number, when the secret came from a vendor's seed file.
+    pub serial: Option<TokenLabel>,
+    /// The hardware token's manufacturer, likewise.
+    pub manufacturer: Option<TokenLabel>,
 }
 
 impl Record {
@@ -59,6 +99,8 @@ impl Record {
             digits: Digits::SIX,
             period: DEFAULT_PERIOD,
             window: DEFAULT_TOTP_WINDOW,
+            serial: None,
+            manufacturer: None,
         }
     }
 
@@ -86,6 +128,8 @@ impl Record {
         let mut digits = None;
         let mut period = None;
         let mut window = None;
+        let mut serial = None;
+        let mut manufacturer = None;
         for (index, raw_line) in text.lines().enumerate() {
             let line_no = index + 1;
             let line = raw_line.trim();
@@ -173,6 +217,25 @@ impl Record {
                         return Err(duplicate());
                     }
                 }
+                "serial" | "manufacturer" => {
+                    let text = value.string(key).map_err(|m| error(line_no, m))?;
+                    let label = TokenLabel::parse(text).ok_or_else(|| {
+                        error(
+                            line_no,
+                            format!(
+                                "{key}: not 1 to {MAX_LABEL_LEN} bytes of printable text without surrounding spaces"
+                            ),
+                        )
+                    })?;
+                    let slot = if key == "serial" {
+                        &mut serial
+                    } else {
+                        &mut manufacturer
+                    };
+                    if slot.replace(label).is_some() {
+                        return Err(duplicate());
+                    }
+                }
                 other => return Err(error(line_no, format!("unknown key {other:?}"))),
             }
         }
@@ -200,14 +263,21 @@ impl Record {
             digits: digits.unwrap_or(Digits::SIX),
             period: period.unwrap_or(DEFAULT_PERIOD),
             window,
+            serial,
+            manufacturer,
         })
     }
 
     /// The record as file contents, in zeroizing memory.
     pub fn to_text(&self) -> Zeroizing<String> {
         let secret = self.secret.to_base32();
+        let labels = [&self.serial, &self.manufacturer]
+            .iter()
+            .filter_map(|label| label.as_ref())
+            .map(|label| label.as_str().len() + 32)
+            .sum::<usize>();
         // Reserved up front so the string never reallocates and leaves a copy behind.
-        let mut text = Zeroizing::new(String::with_capacity(256 + secret.len()));
+        let mut text = Zeroizing::new(String::with_capacity(256 + secret.len() + labels));
         text.push_str("# pam-mfa secret record: keep it private, it is a password.\n");
         let _ = writeln!(text, "kind = \"{}\"", self.kind.name());
         text.push_str("secret = \"");
@@ -219,6 +289,12 @@ impl Record {
             let _ = writeln!(text, "period = {}", self.period);
         }
         let _ = writeln!(text, "window = {}", self.window);
+        if let Some(serial) = &self.serial {
+            let _ = writeln!(text, "serial = \"{serial}\"");
+        }
+        if let Some(manufacturer) = &self.manufacturer {
+            let _ = writeln!(text, "manufacturer = \"{manufacturer}\"");
+        }
         text
     }
 }
@@ -324,6 +400,60 @@ mod tests {
                 !shown.contains("GEZDGNBV") && !shown.contains("JBSWY3DP"),
                 "{shown}"
             );
+        }
+    }
+
+    #[test]
+    fn token_serial_and_manufacturer_round_trip() {
+        let text = format!(
+            "secret = \"{SECRET}\"\nkind = \"hotp\"\nserial = \"987654321\"\nmanufacturer = \"Feitian Technology Co.,Ltd\" # vendor\n"
+        );
+        let record = parse(&text).unwrap();
+        assert_eq!(record.serial.as_ref().unwrap().as_str(), "987654321");
+        assert_eq!(
+            record.manufacturer.as_ref().unwrap().as_str(),
+            "Feitian Technology Co.,Ltd"
+        );
+        let written = record.to_text();
+        assert!(written.contains("serial = \"987654321\"\n"), "{}", *written);
+        let again = parse(&written).unwrap();
+        assert_eq!(again.serial, record.serial);
+        assert_eq!(again.manufacturer, record.manufacturer);
+        assert_eq!(again.secret.as_bytes(), record.secret.as_bytes());
+    }
+
+    #[test]
+    fn records_without_a_token_write_no_token_keys() {
+        let record = parse(&format!("secret = \"{SECRET}\"\n")).unwrap();
+        assert!(record.serial.is_none() && record.manufacturer.is_none());
+        let written = record.to_text();
+        assert!(!written.contains("serial") && !written.contains("manufacturer"));
+    }
+
+    #[test]
+    fn bad_token_labels_are_refused() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("serial = \"\"\n", 2, "serial"),
+            ("serial = \" 12\"\n", 2, "serial"),
+            ("serial = 12\n", 2, "string"),
+            ("manufacturer = \"a\tb\"\n", 2, "manufacturer"),
+            ("serial = \"1\"\nserial = \"2\"\n", 3, "twice"),
+        ];
+        for (extra, line, word) in cases {
+            let text = format!("secret = \"{SECRET}\"\n{extra}");
+            let err = parse(&text).unwrap_err();
+            let shown = err.to_string();
+            assert!(
+                matches!(&err, StoreError::Record { line: l, .. } if l == line),
+                "{text:?}: {shown}"
+            );
+            assert!(shown.contains(word), "{text:?}: {shown}");
+        }
+        let long = "x".repeat(MAX_LABEL_LEN + 1);
+        assert!(TokenLabel::parse(&long).is_none());
+        assert!(TokenLabel::parse(&long[1..]).is_some());
+        for bad in ["a\"b", "a\\b", "", " a", "a\n"] {
+            assert!(TokenLabel::parse(bad).is_none(), "{bad:?}");
         }
     }
 
