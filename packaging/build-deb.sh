@@ -14,6 +14,7 @@
 #   /usr/sbin/pam-mfa                          the admin command (stripped)
 #   /etc/pam-mfa/policy.toml                   conffile, from config/policy.toml
 #   /usr/share/pam-configs/pam-mfa             pam-auth-update profile (Default: no)
+#   /usr/share/man/man5/policy.toml.5          the policy file (packaging/man)
 #   /usr/share/man/man8/                       pam_mfa.8 (packaging/man) and the pages that
 #                                              `pam-mfa generate-man` writes
 #   /usr/share/{bash-completion,zsh,fish}/...  what `pam-mfa generate-completions` writes
@@ -104,6 +105,10 @@ if [ -d "$generated/man" ]; then
     done
 fi
 gzip -9n "$man_dir"/*.8
+man5_dir="$stage/usr/share/man/man5"
+install -d -m 0755 "$man5_dir"
+install -m 0644 "$packaging/man/policy.toml.5" "$man5_dir/"
+gzip -9n "$man5_dir"/*.5
 
 completions="$generated/completions"
 if [ -f "$completions/pam-mfa.bash" ]; then

@@ -106,6 +106,7 @@ expect_entry -rw-r--r-- usr/share/doc/pam-mfa/changelog.gz
 expect_entry -rw-r--r-- usr/share/man/man8/pam_mfa.8.gz
 expect_entry -rw-r--r-- usr/share/man/man8/pam-mfa.8.gz
 expect_entry -rw-r--r-- usr/share/man/man8/pam-mfa-enroll.8.gz
+expect_entry -rw-r--r-- usr/share/man/man5/policy.toml.5.gz
 expect_entry -rw-r--r-- usr/share/bash-completion/completions/pam-mfa
 expect_entry -rw-r--r-- usr/share/zsh/vendor-completions/_pam-mfa
 expect_entry -rw-r--r-- usr/share/fish/vendor_completions.d/pam-mfa.fish
