@@ -264,3 +264,65 @@ pub fn errno_of(error: &std::io::Error) -> Errno {
         .map(Errno::from_raw)
         .unwrap_or(Errno::EIO)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Dir) {
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("store");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = Dir::open(&path).unwrap();
+        (temp, dir)
+    }
+
+    #[test]
+    fn a_symlink_planted_at_a_new_file_name_is_never_followed() {
+        let (temp, dir) = store();
+        let target = temp.path().join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        symlink(&target, dir.path().join(".alice.toml.1.abc.tmp")).unwrap();
+        assert!(dir.create_file(".alice.toml.1.abc.tmp").unwrap().is_none());
+        assert!(matches!(
+            dir.open_file(".alice.toml.1.abc.tmp", OFlag::O_RDONLY),
+            Err(StoreError::Symlink { .. })
+        ));
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn writing_without_replace_keeps_the_existing_file() {
+        let (_temp, dir) = store();
+        dir.write_atomic("alice.toml", b"first", false).unwrap();
+        assert!(matches!(
+            dir.write_atomic("alice.toml", b"second", false),
+            Err(StoreError::Exists { .. })
+        ));
+        assert_eq!(
+            std::fs::read(dir.path().join("alice.toml")).unwrap(),
+            b"first"
+        );
+        dir.write_atomic("alice.toml", b"third", true).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("alice.toml")).unwrap(),
+            b"third"
+        );
+        // No temporary file is left behind either way.
+        assert_eq!(dir.names().unwrap(), ["alice.toml"]);
+    }
+
+    #[test]
+    fn new_files_are_private() {
+        let (_temp, dir) = store();
+        dir.write_atomic("alice.toml", b"x", false).unwrap();
+        let mode = std::fs::metadata(dir.path().join("alice.toml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
