@@ -346,9 +346,19 @@ impl Sandbox {
         set_mode(path, mode);
     }
 
+    /// Gives `path` to `uid`; only root can (see [`is_root`]).
     pub fn chown(&self, path: &Path, uid: u32) {
         chown(path, Some(uid), None).expect("chown");
     }
+}
+
+/// Whether the tests run as root, as CI does: giving a file away needs it.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the effective uid of the process.
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 impl Default for Sandbox {
@@ -1139,4 +1149,69 @@ fn set_mode(path: &Path, mode: u32) {
 pub fn write_file(path: &Path, text: &str, mode: u32) {
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     set_mode(path, mode);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bastion workflows: answers computed from what the conversation showed, and logins run from a
+// shell of the test's own (one audit session for several logins)
+
+impl Login<'_> {
+    /// Answers each prompt left after the `answer`s with the first line `cmd` prints (pamdrive
+    /// `--answer-cmd`): `cmd` runs through /bin/sh with `$LAST_INFO`, the text of the last
+    /// PAM_TEXT_INFO message of the round, and `$PROMPT`.
+    pub fn answer_cmd(self, cmd: &str) -> Self {
+        self.option("--answer-cmd", cmd)
+    }
+
+    /// pamdrive's command line for this login, program first (behind `env NAME=VALUE...` when
+    /// the login sets variables), for a test that runs it from a shell of its own
+    /// ([`Sandbox::shell`]). The sandbox's accounts come from that shell's environment.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = Vec::new();
+        if !self.env.is_empty() {
+            argv.push("env".to_string());
+            argv.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        argv.push(pamdrive().display().to_string());
+        argv.push("--confdir".into());
+        argv.push(self.sandbox.service_dir().display().to_string());
+        argv.extend(self.options.iter().cloned());
+        argv.push(self.service.clone());
+        argv.push(self.user.clone());
+        argv.extend(self.answers.iter().cloned());
+        argv
+    }
+}
+
+impl Sandbox {
+    /// `bash -c SCRIPT` in the environment of a pamdrive login (nss_wrapper with the sandbox's
+    /// accounts, nothing else from the test's environment but PATH and TMPDIR).
+    pub fn shell(&self, script: &str) -> Finished {
+        let mut command = Command::new("bash");
+        command.arg("-c").arg(script);
+        self.wrap(&mut command, false);
+        finish(command, None, "bash")
+    }
+}
+
+impl Transaction {
+    /// Parses pamdrive's report from output a test collected itself (one of several runs of
+    /// [`Login::argv`] from one shell).
+    pub fn from_output(output: Finished) -> Self {
+        Self::parse(output)
+    }
+
+    /// The texts of the PAM_TEXT_INFO messages, in order (newlines restored).
+    pub fn infos(&self) -> Vec<&str> {
+        self.messages
+            .iter()
+            .filter(|m| m.style == "info")
+            .map(|m| m.text.as_str())
+            .collect()
+    }
+}
+
+/// `word` quoted for a POSIX shell.
+pub fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
 }

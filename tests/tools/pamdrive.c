@@ -2,7 +2,7 @@
  * pamdrive: a small PAM application for the integration tests.
  *
  * Usage: pamdrive [--confdir DIR] [--rhost H] [--ruser U] [--tty T] [--repeat N]
- *                 [--setcred] SERVICE USER [ANSWER...]
+ *                 [--setcred] [--answer-cmd CMD] SERVICE USER [ANSWER...]
  *
  * Runs pam_start / pam_authenticate / pam_end (N times with --repeat, the
  * same answers each round) and reports, one line each on stdout:
@@ -16,7 +16,15 @@
  *   @null      reply with resp = NULL
  *   @empty     reply with ""
  *   @convfail  the conversation function returns PAM_CONV_ERR
- * When the answers run out, the conversation returns PAM_CONV_ERR.
+ * When the answers run out, the conversation returns PAM_CONV_ERR, unless --answer-cmd
+ * is given.
+ *
+ * --answer-cmd CMD answers each prompt left after the ANSWERs from what the conversation
+ * has shown so far: CMD runs through /bin/sh (popen) with LAST_INFO set to the text of the
+ * last PAM_TEXT_INFO message of this round (empty if none; newlines kept) and PROMPT to the
+ * prompt, and the first line it prints is the answer. If CMD prints nothing or exits with a
+ * non-zero status, the conversation returns PAM_CONV_ERR. (For enrollment at login: CMD
+ * reads the secret from the otpauth URI in LAST_INFO and prints oathtool's code.)
  *
  * --confdir DIR reads the service files from DIR through libpam's own pam_start_confdir
  * (Linux-PAM 1.4+) instead of pam_start. pam_wrapper does the same, but first copies the
@@ -35,11 +43,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 struct answers {
 	char **items;
 	int count;
 	int next;
+	/* --answer-cmd, or NULL */
+	const char *cmd;
+	/* the text of the last PAM_TEXT_INFO message of this round, or NULL */
+	char *last_info;
 };
 
 static const char *const pam_names[] = {
@@ -117,6 +130,46 @@ static void print_message(int style, const char *text)
 	fflush(stdout);
 }
 
+/*
+ * Runs --answer-cmd for one prompt; returns its first output line (malloc'd, without the
+ * newline), or NULL if it printed nothing or failed.
+ */
+static char *answer_from_cmd(const struct answers *answers, const char *prompt)
+{
+	if (setenv("LAST_INFO", answers->last_info != NULL ? answers->last_info : "", 1) != 0 ||
+	    setenv("PROMPT", prompt != NULL ? prompt : "", 1) != 0) {
+		perror("pamdrive: setenv");
+		return NULL;
+	}
+	FILE *out = popen(answers->cmd, "r");
+	if (out == NULL) {
+		perror("pamdrive: popen");
+		return NULL;
+	}
+	char *first = NULL;
+	char *line = NULL;
+	size_t size = 0;
+	ssize_t length;
+	/* Read everything, so the command never blocks on a full pipe; keep the first line. */
+	while ((length = getline(&line, &size, out)) >= 0) {
+		if (first != NULL)
+			continue;
+		if (length > 0 && line[length - 1] == '\n')
+			line[length - 1] = '\0';
+		first = strdup(line);
+	}
+	free(line);
+	int status = pclose(out);
+	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		fprintf(stderr, "pamdrive: --answer-cmd failed (status %d)\n", status);
+		free(first);
+		return NULL;
+	}
+	if (first == NULL)
+		fputs("pamdrive: --answer-cmd printed nothing\n", stderr);
+	return first;
+}
+
 static void free_replies(struct pam_response *replies, int count)
 {
 	for (int i = 0; i < count; i++)
@@ -139,8 +192,20 @@ static int conversation(int num_msg, const struct pam_message **msg,
 	for (int i = 0; i < num_msg; i++) {
 		int style = msg[i]->msg_style;
 		print_message(style, msg[i]->msg);
+		if (style == PAM_TEXT_INFO && msg[i]->msg != NULL) {
+			free(answers->last_info);
+			answers->last_info = strdup(msg[i]->msg);
+		}
 		if (style != PAM_PROMPT_ECHO_OFF && style != PAM_PROMPT_ECHO_ON)
 			continue;
+		if (answers->next >= answers->count && answers->cmd != NULL) {
+			replies[i].resp = answer_from_cmd(answers, msg[i]->msg);
+			if (replies[i].resp == NULL) {
+				free_replies(replies, num_msg);
+				return PAM_CONV_ERR;
+			}
+			continue;
+		}
 		if (answers->next >= answers->count) {
 			free_replies(replies, num_msg);
 			return PAM_CONV_ERR;
@@ -175,7 +240,7 @@ static void no_fail_delay(int retval, unsigned usec_delay, void *appdata_ptr)
 static void usage(void)
 {
 	fputs("usage: pamdrive [--confdir DIR] [--rhost H] [--ruser U] [--tty T] [--repeat N]"
-	      " [--setcred] SERVICE USER [ANSWER...]\n",
+	      " [--setcred] [--answer-cmd CMD] SERVICE USER [ANSWER...]\n",
 	      stderr);
 	exit(2);
 }
@@ -194,6 +259,7 @@ int main(int argc, char **argv)
 	const char *rhost = NULL;
 	const char *ruser = NULL;
 	const char *tty = NULL;
+	const char *answer_cmd = NULL;
 	long repeat = 1;
 	int setcred = 0;
 	int i = 1;
@@ -219,6 +285,8 @@ int main(int argc, char **argv)
 			ruser = value;
 		} else if (strcmp(opt, "--tty") == 0) {
 			tty = value;
+		} else if (strcmp(opt, "--answer-cmd") == 0) {
+			answer_cmd = value;
 		} else if (strcmp(opt, "--repeat") == 0) {
 			char *end = NULL;
 			repeat = strtol(value, &end, 10);
@@ -233,12 +301,20 @@ int main(int argc, char **argv)
 
 	const char *service = argv[i];
 	const char *user = argv[i + 1];
-	struct answers answers = { .items = argv + i + 2, .count = argc - i - 2, .next = 0 };
+	struct answers answers = {
+		.items = argv + i + 2,
+		.count = argc - i - 2,
+		.next = 0,
+		.cmd = answer_cmd,
+		.last_info = NULL,
+	};
 	struct pam_conv conv = { .conv = conversation, .appdata_ptr = &answers };
 
 	for (long round = 0; round < repeat; round++) {
 		pam_handle_t *pamh = NULL;
 		answers.next = 0;
+		free(answers.last_info);
+		answers.last_info = NULL;
 
 		int rc = confdir != NULL
 			? pam_start_confdir(service, user, &conv, confdir, &pamh)
@@ -271,5 +347,6 @@ int main(int argc, char **argv)
 		}
 		pam_end(pamh, rc);
 	}
+	free(answers.last_info);
 	return 0;
 }
