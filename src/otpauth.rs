@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::otp::{Algorithm, Digits};
 use crate::secret::SecretKey;
-use crate::store::record::{DEFAULT_HOTP_WINDOW, DEFAULT_PERIOD, DEFAULT_TOTP_WINDOW};
+use crate::store::record::DEFAULT_PERIOD;
 use crate::store::{Kind, Record};
 
 /// `otpauth://totp/ISSUER:LABEL?secret=...&issuer=ISSUER&algorithm=...&digits=...&period=...`,
@@ -120,10 +120,7 @@ pub fn parse(uri: &[u8]) -> Result<Parsed, String> {
             algorithm,
             digits,
             period,
-            window: match kind {
-                Kind::Totp => DEFAULT_TOTP_WINDOW,
-                Kind::Hotp => DEFAULT_HOTP_WINDOW,
-            },
+            window: kind.default_window(),
             serial: None,
             manufacturer: None,
         },

@@ -22,7 +22,7 @@ use crate::policy;
 use crate::qr::{Modules, TerminalQr};
 use crate::recovery;
 use crate::secret::SecretKey;
-use crate::store::record::{DEFAULT_HOTP_WINDOW, DEFAULT_PERIOD, DEFAULT_TOTP_WINDOW};
+use crate::store::record::DEFAULT_PERIOD;
 use crate::store::{Kind, Record, State};
 use crate::username::UserName;
 
@@ -97,8 +97,9 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     } else {
         SecretKey::generate()?
     };
+    let kind = if args.hotp { Kind::Hotp } else { Kind::Totp };
     let record = Record {
-        kind: if args.hotp { Kind::Hotp } else { Kind::Totp },
+        kind,
         secret,
         algorithm: match args.algorithm {
             AlgorithmArg::Sha1 => Algorithm::Sha1,
@@ -108,11 +109,7 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
         // Invariant: clap limits --digits to 6..=8.
         digits: Digits::new(args.digits).unwrap_or(Digits::SIX),
         period: args.period,
-        window: if args.hotp {
-            DEFAULT_HOTP_WINDOW
-        } else {
-            DEFAULT_TOTP_WINDOW
-        },
+        window: kind.default_window(),
         serial: None,
         manufacturer: None,
     };

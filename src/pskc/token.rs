@@ -12,7 +12,7 @@ use super::{Opener, PskcError};
 use crate::clock::Date;
 use crate::otp::{Algorithm, Digits};
 use crate::secret::{SecretError, SecretKey, MAX_KEY_BYTES, MIN_KEY_BYTES};
-use crate::store::record::{TokenLabel, DEFAULT_HOTP_WINDOW, DEFAULT_PERIOD, DEFAULT_TOTP_WINDOW};
+use crate::store::record::{TokenLabel, DEFAULT_PERIOD};
 use crate::store::{Kind, Record};
 
 /// One key package of a document.
@@ -299,10 +299,7 @@ fn profile(
         algorithm,
         digits,
         period,
-        window: match kind {
-            Kind::Totp => DEFAULT_TOTP_WINDOW,
-            Kind::Hotp => DEFAULT_HOTP_WINDOW,
-        },
+        window: kind.default_window(),
         serial,
         manufacturer,
     };

@@ -28,6 +28,15 @@ impl Kind {
             Self::Hotp => "hotp",
         }
     }
+
+    /// The window a new record of this kind gets: steps each way (TOTP) or counters
+    /// looked ahead (HOTP).
+    pub fn default_window(self) -> u32 {
+        match self {
+            Self::Totp => DEFAULT_TOTP_WINDOW,
+            Self::Hotp => DEFAULT_HOTP_WINDOW,
+        }
+    }
 }
 
 pub const DEFAULT_PERIOD: u32 = 30;
@@ -243,8 +252,8 @@ impl Record {
         let secret = secret.ok_or_else(|| error(1, "no `secret` key".into()))?;
         let kind = kind.unwrap_or(Kind::Totp);
         let (default_window, max_window) = match kind {
-            Kind::Totp => (DEFAULT_TOTP_WINDOW, MAX_TOTP_WINDOW),
-            Kind::Hotp => (DEFAULT_HOTP_WINDOW, MAX_HOTP_WINDOW),
+            Kind::Totp => (kind.default_window(), MAX_TOTP_WINDOW),
+            Kind::Hotp => (kind.default_window(), MAX_HOTP_WINDOW),
         };
         let window = window.unwrap_or(default_window);
         if window > max_window {
