@@ -261,22 +261,31 @@ done
 [ -S "$audit_socket" ] || die "the audit listener did not start"
 
 # ---------------------------------------------------------------------------------------
-# Accounts: a privileged group whose members must give a code, and five accounts.
+# Accounts: a privileged group whose members must give a code, and six accounts.
 #
 #   admin     privileged, enrolled; password + code over ssh, sudo
 #   keyed     privileged, enrolled, has a key; key + code over ssh, console login
 #   casual    not privileged (optional), not enrolled, has a key
 #   newcomer  privileged (required), not enrolled
+#   operator  required by a self_enroll rule, not enrolled, has a key: enrolls at its first
+#             ssh login (key, then the QR code and a first code over keyboard-interactive)
 #   root      enrolled in the test store; key + code over ssh, su
 
 group="$tag-adm"
 groupadd "$group"
 groups+=("$group")
+operator="$tag-op"
 
 cat >"$policy" <<POLICY
 # pam-mfa end-to-end tests ($tag)
 store_dir = "$store"
 default_mode = "optional"
+
+[[rule]]
+name = "operators"
+users = ["$operator"]
+mode = "required"
+self_enroll = true
 
 [[rule]]
 name = "privileged"
@@ -305,6 +314,7 @@ add_user "$admin" -G "$group"
 add_user "$keyed" -G "$group"
 add_user "$casual"
 add_user "$newcomer" -G "$group"
+add_user "$operator"
 
 declare -A secret=() last_step=()
 enroll() {
@@ -318,11 +328,11 @@ enroll "$admin"
 enroll "$keyed"
 enroll root
 
-# One client key, authorized for keyed, casual and root (not for admin or newcomer) in a
-# test-only AuthorizedKeysFile: root's own ~/.ssh is never read or written.
+# One client key, authorized for keyed, casual, operator and root (not for admin or
+# newcomer) in a test-only AuthorizedKeysFile: root's own ~/.ssh is never read or written.
 client_key="$work/client_key"
 ssh-keygen -q -t ed25519 -N '' -C "$tag" -f "$client_key"
-for user in "$keyed" "$casual" root; do
+for user in "$keyed" "$casual" "$operator" root; do
     install -m 0644 "$client_key.pub" "$keys/$user"
 done
 # A second key, authorized for admin, to show that a key alone does not pass the
@@ -368,6 +378,9 @@ wrong_code() {
 #   USER         the account whose code the module checks
 #   AUDIT        the outcome the module must log for USER (success, ignore, deny), or -
 #                for no decision at all (sshd refused before PAM)
+# Sets $last_transcript and $last_decisions (USER's audit lines of this attempt).
+last_transcript=""
+last_decisions=""
 attempt() {
     local name=$1 expect=$2 user=$3 marker_user=$4 audit=$5
     shift 5
@@ -388,6 +401,8 @@ attempt() {
     # The module may log a moment after the program ends (sshd's monitor, for one).
     sleep 0.2
     decisions=$(tail -n +"$((audit_before + 1))" "$audit_log" | grep -F " user=$user " || true)
+    last_transcript=$transcript
+    last_decisions=$decisions
     local ran=0
     grep -q "pmfa-e2e-ok:$marker_user" "$transcript" && ran=1
     case "$expect" in
@@ -555,6 +570,79 @@ attempt "ssh key+code: root with key and its code gets in" \
 wrong_code root
 attempt "ssh key+code: root with key and a wrong code is refused" \
     refused root root deny -- "code=$code" -- "${cmd[@]}"
+
+# ---------------------------------------------------------------------------------------
+section "sshd: enrollment at first login (key, then code; rule operators: self_enroll = true)"
+# The same daemon and stack (stack:sshd-key-config, stack:sshd-key-pam). The operator has an
+# authorized key and no secret: after the key, keyboard-interactive shows the QR code and
+# the otpauth:// link in the prompt, and converse.exp answers as the operator's phone would.
+
+# verdict NAME PROBLEM...: pass without problems, else fail with the last attempt's transcript.
+verdict() {
+    local name=$1
+    shift
+    if [ "$#" -eq 0 ]; then
+        pass "$name"
+    else
+        local lines=()
+        mapfile -t lines < <(tail -n 15 "$last_transcript" | tr -d '\r')
+        fail "$name" "$@" "--- transcript (last lines):" "${lines[@]}"
+    fi
+}
+operator_files() {
+    find "$store" -maxdepth 1 -name "$operator.*" -printf '%f\n' | sort | tr '\n' ' '
+}
+shown_secret() {
+    sed -n 's/^\[converse: enrollment secret \([A-Z2-7]*\)\]$/\1/p' "$last_transcript" | tail -n 1
+}
+
+mapfile -t cmd < <(ssh_command "$port" "$operator" "${keyauth[@]}")
+attempt "ssh enroll at login: a wrong first code is refused" \
+    refused "$operator" "$operator" deny -- "enroll=wrong" -- "${cmd[@]}"
+problems=()
+[ -n "$(shown_secret)" ] || problems+=("no otpauth:// URI with a secret before the code prompt")
+[ -z "$(operator_files)" ] || problems+=("files saved for the operator: $(operator_files)")
+verdict "ssh enroll at login: a wrong first code saved nothing (the link was shown)" \
+    "${problems[@]}"
+
+# An interactive login (a terminal, no command): sshd shows what PAM said after the last
+# prompt, the recovery codes, only before a login shell.
+mapfile -t cmd < <(ssh_command "$port" "$operator" -tt "${keyauth[@]}")
+unset 'cmd[${#cmd[@]}-1]'
+attempt "ssh enroll at login: a new operator enrolls with the code of the QR code shown" \
+    in "$operator" "$operator" success -- "enroll=right" \
+    --then 'echo pmfa-e2e-ok:$(id -un); exit' -- "${cmd[@]}"
+secret[$operator]=$(shown_secret)
+last_step[$operator]=$(($(date +%s) / 30))
+problems=()
+if [ -z "${secret[$operator]}" ]; then
+    problems+=("no otpauth:// URI with a secret before the code prompt")
+elif ! grep -qxF "secret = \"${secret[$operator]}\"" "$store/$operator.toml" 2>/dev/null; then
+    problems+=("the record does not hold the secret shown (files: $(operator_files))")
+fi
+qr_lines=$(grep -cF '█' "$last_transcript" || true)
+[ "$qr_lines" -ge 10 ] || problems+=("no QR code drawn in the terminal ($qr_lines lines)")
+grep -q 'Recovery codes' "$last_transcript" || problems+=("no recovery codes shown")
+codes_shown=$(tr -d '\r' <"$last_transcript" | grep -cE '^ *[a-z2-7]{5}-[a-z2-7]{5}$' || true)
+[ "$codes_shown" -eq 10 ] || problems+=("$codes_shown recovery codes shown, expected 10")
+# facility auth (4) and severity warning (4): <36>.
+grep -q '^<36>.* outcome=success reason="enrolled at login with a first valid code"' \
+    <<<"$last_decisions" || problems+=("no warning-level enrollment audit line: $last_decisions")
+verdict "ssh enroll at login: the record holds the secret shown; QR code, recovery codes and a warning" \
+    "${problems[@]}"
+
+mapfile -t cmd < <(ssh_command "$port" "$operator" "${keyauth[@]}")
+next_code "$operator"
+attempt "ssh enroll at login: the next login takes the next code of the enrolled secret" \
+    in "$operator" "$operator" success -- "code=$code" -- "${cmd[@]}"
+grep -q 'reason="valid code"' <<<"$last_decisions" ||
+    fail "ssh enroll at login: the next login was an ordinary code check" "$last_decisions"
+wrong_code "$operator"
+attempt "ssh enroll at login: once enrolled, a wrong code is refused and nothing is shown" \
+    refused "$operator" "$operator" deny -- "code=$code" -- "${cmd[@]}"
+if grep -q 'otpauth://' "$last_transcript"; then
+    fail "ssh enroll at login: an enrolled operator is never shown a new secret"
+fi
 
 # ---------------------------------------------------------------------------------------
 section "sudo (stack:sudo-pam, under its own PAM service through sudoers' pam_service)"
