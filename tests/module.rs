@@ -1,6 +1,10 @@
-//! The module through the real libpam (pam_wrapper) with fake accounts (nss_wrapper): each test
-//! sets up a sandbox, logs in with pamdrive (or pamtester) and checks the return code, the
-//! prompt and the audit line against docs/contract.md. Codes come from oathtool.
+//! The module through the real libpam with fake accounts (nss_wrapper): each test sets up a
+//! sandbox, logs in with pamdrive (or pamtester under pam_wrapper) and checks the return code,
+//! the prompt and the audit line against docs/contract.md. Codes come from oathtool.
+//!
+//! pamdrive prints what pam_authenticate returned. A lone `required` module's code comes through
+//! unchanged, except PAM_IGNORE: libpam turns a stack in which every module ignored into
+//! PAM_PERM_DENIED, which `expect_ignored` checks.
 
 mod common;
 
@@ -706,6 +710,10 @@ fn writable_policy_fails_for_every_account() {
 
 #[test]
 fn policy_owned_by_another_user_fails_for_every_account() {
+    if !common::is_root() {
+        eprintln!("skipped: giving a file to another user needs root");
+        return;
+    }
     let sb = exempt_office();
     sb.chown(&sb.policy_path(), 1000);
 
@@ -779,6 +787,10 @@ fn store_dir_open_to_others_makes_the_store_unavailable() {
 
 #[test]
 fn store_dir_owned_by_another_user_makes_the_store_unavailable() {
+    if !common::is_root() {
+        eprintln!("skipped: giving a file to another user needs root");
+        return;
+    }
     let sb = enrolled_pair();
     sb.chown(&sb.store(), 1000);
 
@@ -855,6 +867,10 @@ fn record_directory_makes_the_store_unavailable() {
 
 #[test]
 fn record_owned_by_another_user_makes_the_store_unavailable() {
+    if !common::is_root() {
+        eprintln!("skipped: giving a file to another user needs root");
+        return;
+    }
     let sb = enrolled_pair();
     break_records(&sb, &["alice", "bob"], |record| sb.chown(record, 1000));
 
