@@ -15,6 +15,9 @@ pub const DEFAULT_SOCKET: &str = "/dev/log";
 
 const FACILITY_AUTH: u8 = 4;
 
+/// How long a line may wait for room in the syslog daemon's queue.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How serious a line is (syslog severities).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
@@ -100,11 +103,15 @@ pub struct Syslog<'a> {
 }
 
 impl Sink for Syslog<'_> {
-    /// Best effort: a host without a syslog daemon loses the line, and the decision
-    /// stands. The line never goes to the console or to the caller's stderr.
+    /// Best effort: a host without a syslog daemon, or one whose queue stays full for a
+    /// second, loses the line, and the decision stands. The line never goes to the
+    /// console or to the caller's stderr.
     fn send(&self, severity: Severity, message: &str) {
         let datagram = frame(severity, message, SystemTime::now());
         if let Ok(socket) = UnixDatagram::unbound() {
+            // A syslog daemon that stopped reading must not hang every login: wait a
+            // moment for room in its queue, then drop the line.
+            let _ = socket.set_write_timeout(Some(SEND_TIMEOUT));
             let _ = socket.send_to(datagram.as_bytes(), self.socket);
         }
     }
@@ -187,6 +194,25 @@ mod tests {
             std::process::id()
         );
         assert_eq!(line, expected);
+    }
+
+    #[test]
+    fn a_syslog_daemon_that_stopped_reading_does_not_hang_the_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let _daemon = UnixDatagram::bind(&path).unwrap(); // bound, never read
+        let filler = UnixDatagram::unbound().unwrap();
+        filler.set_nonblocking(true).unwrap();
+        while filler.send_to(b"filler", &path).is_ok() {}
+        let (done, finished) = std::sync::mpsc::channel();
+        let socket = path.clone();
+        std::thread::spawn(move || {
+            Syslog { socket: &socket }.send(Severity::Info, "service=x outcome=success");
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("sending to a full syslog queue hung");
     }
 
     #[test]

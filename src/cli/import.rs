@@ -88,7 +88,9 @@ fn from_uri(args: &UriArgs) -> Result<(), CliError> {
             "{user} is enrolled already; use --force to replace the secret"
         )));
     }
-    eprintln!("Paste the otpauth:// URI, then press Enter:");
+    if std::io::stdin().is_terminal() {
+        eprintln!("Paste the otpauth:// URI, then press Enter:");
+    }
     let line = read_line("otpauth URI")?;
     let parsed = otpauth::parse(&line).map_err(CliError::new)?;
     let state = State {

@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 
 use zeroize::Zeroizing;
 
@@ -45,8 +45,12 @@ pub fn confirm(question: &str, yes: bool) -> Result<(), CliError> {
     if yes {
         return Ok(());
     }
-    eprint!("{question} [y/N] ");
-    let _ = io::stderr().flush();
+    // The question is for a person at a terminal; a script's answer comes without it, so
+    // an error stays on a line of its own.
+    if io::stdin().is_terminal() {
+        eprint!("{question} [y/N] ");
+        let _ = io::stderr().flush();
+    }
     let answer = read_line("answer").unwrap_or_default();
     match String::from_utf8_lossy(&answer)
         .trim()
