@@ -5,7 +5,8 @@
 # C-side pieces: the PAM headers and libraries to link against, cwrap's pam_wrapper and
 # nss_wrapper (a PAM stack and an account database without touching /etc), pamtester
 # (drives a PAM stack from the shell), oathtool (computes codes), python3 (the demo's
-# small syslog listener), zbar-tools (the tests read back QR codes with zbarimg) and
+# small syslog listener), zbar-tools and librsvg2-bin (the tests read back QR codes with
+# zbarimg, SVG ones after rsvg-convert) and
 # libpam-google-authenticator (the import tests use files its command writes).
 #
 # Outside CI, apt is skipped when every package is already installed; with CI=true it
@@ -25,6 +26,7 @@ packages=(
     oathtool
     python3
     zbar-tools
+    librsvg2-bin
     libpam-google-authenticator
 )
 
