@@ -446,6 +446,8 @@ pub struct Transaction {
     pub messages: Vec<Message>,
     pub rounds: Vec<Pam>,
     pub setcred: Vec<Pam>,
+    /// The failure delays libpam applied after failed rounds (microseconds).
+    pub delays: Vec<u64>,
     pub output: Finished,
 }
 
@@ -455,6 +457,7 @@ impl Transaction {
         let mut messages = Vec::new();
         let mut rounds = Vec::new();
         let mut setcred = Vec::new();
+        let mut delays = Vec::new();
         for line in output.stdout.lines() {
             if let Some(rest) = line.strip_prefix("msg ") {
                 let (style, text) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -466,6 +469,8 @@ impl Transaction {
                 rounds.push(parse_code(rest, &output));
             } else if let Some(rest) = line.strip_prefix("setcred ") {
                 setcred.push(parse_code(rest, &output));
+            } else if let Some(rest) = line.strip_prefix("delay ") {
+                delays.push(rest.trim().parse().expect("delay in microseconds"));
             } else {
                 panic!("unexpected pamdrive line {line:?} in {output:?}");
             }
@@ -474,6 +479,7 @@ impl Transaction {
             messages,
             rounds,
             setcred,
+            delays,
             output,
         }
     }
