@@ -65,8 +65,18 @@ impl Dir {
             return Ok(None);
         };
         let path = self.path.join(name);
-        // A buffer sized once, so reading never reallocates and leaves a copy behind.
-        let mut buffer = Zeroizing::new(vec![0u8; MAX_FILE_BYTES + 1]);
+        let size = file
+            .metadata()
+            .map_err(|e| io(&path, "stat", errno_of(&e)))?
+            .len();
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size > MAX_FILE_BYTES {
+            return Err(StoreError::TooLarge { path });
+        }
+        // A buffer sized once from the file's size (one byte more, to notice a file that
+        // grew), so reading never reallocates and leaves a copy behind, and only the
+        // record's own pages are touched and wiped.
+        let mut buffer = Zeroizing::new(vec![0u8; size + 1]);
         let mut filled = 0;
         let mut reader = &file;
         loop {
@@ -76,7 +86,7 @@ impl Dir {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(io(&path, "read", errno_of(&e))),
             }
-            if filled > MAX_FILE_BYTES {
+            if filled > size {
                 return Err(StoreError::TooLarge { path });
             }
         }
