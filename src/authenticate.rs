@@ -390,27 +390,27 @@ fn decide(
     };
 
     // A locked account is refused before any code is asked for or checked. The state
-    // lock is not held while the user types.
-    {
-        let mut state_file = store.lock_state(&name)?;
-        let state = state_file.read()?;
-        let now = clock.now();
-        if state.locked_at(now) {
-            return Ok(Outcome::Locked {
-                until: state.locked_until,
-            });
-        }
-        if let Some(proof) = remembered(&decision, &state, request.session_id, now) {
-            return Ok(Outcome::Success(proof));
-        }
+    // file stays open, but its lock is not held while the user types.
+    let mut state_file = store.lock_state(&name)?;
+    let state = state_file.read()?;
+    let now = clock.now();
+    if state.locked_at(now) {
+        return Ok(Outcome::Locked {
+            until: state.locked_until,
+        });
     }
+    if let Some(proof) = remembered(&decision, &state, request.session_id, now) {
+        return Ok(Outcome::Success(proof));
+    }
+    let parked = state_file.park()?;
 
     conv.conv
         .request_delay(policy.fail_delay_ms.saturating_mul(1000));
     let answer = conv.code(record.digits)?;
 
-    // Lock before reading, so parallel logins see each other's writes.
-    let mut state_file = store.lock_state(&name)?;
+    // Lock again, then read again: parallel logins see each other's writes, and a lock
+    // that came while the user typed still holds.
+    let mut state_file = parked.relock()?;
     let state = state_file.read()?;
     let now = clock.now();
     if state.locked_at(now) {

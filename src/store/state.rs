@@ -155,6 +155,20 @@ impl StateFile {
         &self.path
     }
 
+    /// Releases the lock but keeps the file open, checked, for `ParkedState::relock`:
+    /// the login holds no lock while the user types, and opens the file only once.
+    pub fn park(self) -> Result<ParkedState, StoreError> {
+        let file = self
+            .file
+            .unlock()
+            .map_err(|(_, errno)| io(&self.path, "unlock", errno))?;
+        Ok(ParkedState {
+            file,
+            path: self.path,
+            unsynced_dir: self.unsynced_dir,
+        })
+    }
+
     /// Reads the newest valid state. A new or empty file reads as the default state;
     /// a file in which no slot is valid and one holds something else is corrupt.
     pub fn read(&mut self) -> Result<State, StoreError> {
@@ -200,6 +214,26 @@ impl StateFile {
             path: self.path.clone(),
             message: message.to_owned(),
         }
+    }
+}
+
+/// A state file kept open without its lock (see `StateFile::park`).
+pub struct ParkedState {
+    file: File,
+    path: PathBuf,
+    unsynced_dir: Option<(OwnedFd, PathBuf)>,
+}
+
+impl ParkedState {
+    /// Takes the lock again. Read the state again before writing: other logins may
+    /// have written it meanwhile.
+    pub fn relock(self) -> Result<StateFile, StoreError> {
+        Ok(StateFile {
+            file: lock(self.file, &self.path)?,
+            path: self.path,
+            newest: None,
+            unsynced_dir: self.unsynced_dir,
+        })
     }
 }
 
