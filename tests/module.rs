@@ -938,6 +938,43 @@ fn panic_in_debug_module_returns_system_error_and_application_lives_on() {
         .expect(Pam::Success);
 }
 
+/// build.rs links the unwinder statically (libpam loads the module at every login, and
+/// `libgcc_s.so.1` with it cost about 100 µs); its symbols must stay inside the module.
+#[test]
+fn module_needs_no_shared_unwinder_and_exports_only_pam_entry_points() {
+    let module = common::module_path();
+    let dynamic = Command::new("readelf")
+        .args(["--dynamic", "--wide"])
+        .arg(&module)
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(dynamic.status.success(), "{dynamic:?}");
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    let needed: Vec<&str> = dynamic
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert!(needed.contains(&"libpam.so.0"), "{needed:?}");
+    assert!(
+        !needed.iter().any(|n| n.starts_with("libgcc_s")),
+        "module loads the shared unwinder: {needed:?}"
+    );
+
+    let symbols = Command::new("nm")
+        .args(["--dynamic", "--defined-only"])
+        .arg(&module)
+        .output()
+        .expect("run nm (binutils)");
+    assert!(symbols.status.success(), "{symbols:?}");
+    let mut exported: Vec<String> = String::from_utf8_lossy(&symbols.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    exported.sort();
+    assert_eq!(exported, ["pam_sm_authenticate", "pam_sm_setcred"]);
+}
+
 #[test]
 fn release_module_has_no_panic_hook() {
     let sb = office().enroll("alice", SECRET);
