@@ -8,6 +8,7 @@ pub mod cidr;
 pub mod evaluate;
 pub mod lint;
 pub mod parse;
+pub mod syntax;
 
 use std::fmt;
 use std::ops::RangeInclusive;

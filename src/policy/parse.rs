@@ -9,8 +9,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use toml::Spanned;
+use super::syntax::{self, line_of, Entry, Spanned, Value};
 
 use super::{
     Cidr, Limits, Mode, Policy, Rule, DEFAULT_FAIL_DELAY_MS, DEFAULT_LOCKOUT_SECONDS,
@@ -80,8 +79,8 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     parse(&text, path)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The policy's settings as written, each with where it starts.
+#[derive(Default)]
 struct RawPolicy {
     store_dir: Option<Spanned<String>>,
     default_mode: Option<Spanned<String>>,
@@ -89,32 +88,176 @@ struct RawPolicy {
     max_failures: Option<Spanned<i64>>,
     lockout_seconds: Option<Spanned<i64>>,
     fail_delay_ms: Option<Spanned<i64>>,
-    #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+const POLICY_KEYS: &str =
+    "store_dir, default_mode, window, max_failures, lockout_seconds, fail_delay_ms";
+
+impl RawPolicy {
+    fn from_document(document: syntax::Document) -> Result<RawPolicy, Bad> {
+        let mut raw = RawPolicy::default();
+        for Entry { key, value } in document.top.entries {
+            let name = key.value.as_str();
+            match name {
+                "store_dir" => raw.store_dir = Some(string(name, value)?),
+                "default_mode" => raw.default_mode = Some(string(name, value)?),
+                "window" => raw.window = Some(integer(name, value)?),
+                "max_failures" => raw.max_failures = Some(integer(name, value)?),
+                "lockout_seconds" => raw.lockout_seconds = Some(integer(name, value)?),
+                "fail_delay_ms" => raw.fail_delay_ms = Some(integer(name, value)?),
+                _ => return Err(unknown(&key, POLICY_KEYS)),
+            }
+        }
+        for table in document.rules {
+            let at = table.at;
+            raw.rule.push(Spanned {
+                value: RawRule::from_table(table)?,
+                at,
+            });
+        }
+        Ok(raw)
+    }
+}
+
+/// One `[[rule]]` as written.
+#[derive(Default)]
 struct RawRule {
     name: Spanned<String>,
     mode: Spanned<String>,
-    #[serde(default)]
     users: Vec<Spanned<String>>,
-    #[serde(default)]
     groups: Vec<Spanned<String>>,
-    #[serde(default)]
-    uids: Vec<Spanned<toml::Value>>,
-    #[serde(default)]
+    uids: Vec<Spanned<Value>>,
     services: Vec<Spanned<String>>,
-    #[serde(default)]
     from: Vec<Spanned<String>>,
-    enroll_by: Option<Spanned<toml::value::Datetime>>,
+    enroll_by: Option<Spanned<Value>>,
     window: Option<Spanned<i64>>,
     max_failures: Option<Spanned<i64>>,
     lockout_seconds: Option<Spanned<i64>>,
     self_enroll: Option<Spanned<bool>>,
     remember_seconds: Option<Spanned<i64>>,
     allow_root: Option<Spanned<bool>>,
+}
+
+const RULE_KEYS: &str = "name, mode, users, groups, uids, services, from, enroll_by, window, \
+     max_failures, lockout_seconds, self_enroll, remember_seconds, allow_root";
+
+impl RawRule {
+    fn from_table(table: syntax::Table) -> Result<RawRule, Bad> {
+        let mut raw = RawRule::default();
+        let (mut rule_name, mut mode) = (None, None);
+        for Entry { key, value } in table.entries {
+            let name = key.value.as_str();
+            match name {
+                "name" => rule_name = Some(string(name, value)?),
+                "mode" => mode = Some(string(name, value)?),
+                "users" => raw.users = strings(name, value)?,
+                "groups" => raw.groups = strings(name, value)?,
+                "uids" => raw.uids = array(name, value, "an array of uids")?,
+                "services" => raw.services = strings(name, value)?,
+                "from" => raw.from = strings(name, value)?,
+                "enroll_by" => raw.enroll_by = Some(value),
+                "window" => raw.window = Some(integer(name, value)?),
+                "max_failures" => raw.max_failures = Some(integer(name, value)?),
+                "lockout_seconds" => raw.lockout_seconds = Some(integer(name, value)?),
+                "self_enroll" => raw.self_enroll = Some(boolean(name, value)?),
+                "remember_seconds" => raw.remember_seconds = Some(integer(name, value)?),
+                "allow_root" => raw.allow_root = Some(boolean(name, value)?),
+                _ => return Err(unknown(&key, RULE_KEYS)),
+            }
+        }
+        let missing = |key: &str| (table.at, format!("a [[rule]] needs `{key}`"));
+        raw.name = rule_name.ok_or_else(|| missing("name"))?;
+        raw.mode = mode.ok_or_else(|| missing("mode"))?;
+        Ok(raw)
+    }
+}
+
+/// An error in the policy: the byte offset to point at, and the message.
+type Bad = (usize, String);
+
+fn unknown(key: &Spanned<String>, expected: &str) -> Bad {
+    let near = expected
+        .split(", ")
+        .map(|known| (edit_distance(known, &key.value), known))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, known)| known);
+    let message = match near {
+        Some(known) => format!("unknown key `{}`; did you mean `{known}`?", key.value),
+        None => format!("unknown key `{}`, expected one of {expected}", key.value),
+    };
+    (key.at, message)
+}
+
+/// Levenshtein distance, for suggesting the key a typo meant.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+fn invalid(key: &str, expected: &str, found: &Spanned<Value>) -> Bad {
+    (
+        found.at,
+        format!(
+            "{key}: invalid type: expected {expected}, found {}",
+            found.value.type_name()
+        ),
+    )
+}
+
+fn string(key: &str, value: Spanned<Value>) -> Result<Spanned<String>, Bad> {
+    match value.value {
+        Value::String(s) => Ok(Spanned {
+            value: s,
+            at: value.at,
+        }),
+        _ => Err(invalid(key, "a string", &value)),
+    }
+}
+
+fn integer(key: &str, value: Spanned<Value>) -> Result<Spanned<i64>, Bad> {
+    match value.value {
+        Value::Integer(n) => Ok(Spanned {
+            value: n,
+            at: value.at,
+        }),
+        _ => Err(invalid(key, "a whole number", &value)),
+    }
+}
+
+fn boolean(key: &str, value: Spanned<Value>) -> Result<Spanned<bool>, Bad> {
+    match value.value {
+        Value::Boolean(b) => Ok(Spanned {
+            value: b,
+            at: value.at,
+        }),
+        _ => Err(invalid(key, "true or false", &value)),
+    }
+}
+
+fn array(key: &str, value: Spanned<Value>, expected: &str) -> Result<Vec<Spanned<Value>>, Bad> {
+    match value.value {
+        Value::Array(items) => Ok(items),
+        _ => Err(invalid(key, expected, &value)),
+    }
+}
+
+fn strings(key: &str, value: Spanned<Value>) -> Result<Vec<Spanned<String>>, Bad> {
+    array(key, value, "an array of strings")?
+        .into_iter()
+        .map(|item| string(key, item))
+        .collect()
 }
 
 /// Parses policy text; `path` is only used in messages.
@@ -124,31 +267,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         line: Some(line_of(text, offset)),
         message,
     };
-    let raw: RawPolicy = toml::from_str(text).map_err(|e| {
-        let offset = e.span().map(|s| s.start);
-        let message = e.message().trim();
-        let message = match offset.and_then(|o| key_at(text, o)) {
-            // serde's type errors do not say which key; the line does.
-            Some(key) if !message.contains('`') || message.starts_with("invalid type") => {
-                format!("{key}: {message}")
-            }
-            _ => message.to_owned(),
-        };
-        PolicyError {
-            path: path.to_owned(),
-            line: offset.map(|o| line_of(text, o)),
-            message,
-        }
-    })?;
+    let document = syntax::parse(text).map_err(|e| error_at(e.at, e.message))?;
+    let raw = RawPolicy::from_document(document).map_err(|(at, m)| error_at(at, m))?;
 
-    let store_dir_line = raw
-        .store_dir
-        .as_ref()
-        .map(|d| line_of(text, d.span().start));
+    let store_dir_line = raw.store_dir.as_ref().map(|d| line_of(text, d.at));
     let store_dir = match raw.store_dir {
         Some(dir) => {
-            let start = dir.span().start;
-            let dir = PathBuf::from(dir.into_inner());
+            let start = dir.at;
+            let dir = PathBuf::from(dir.value);
             if !dir.is_absolute() {
                 return Err(error_at(start, "store_dir must be an absolute path".into()));
             }
@@ -157,7 +283,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         None => PathBuf::from(DEFAULT_STORE_DIR),
     };
     let default_mode = match &raw.default_mode {
-        Some(mode) => mode_of(mode, "default_mode").map_err(|m| error_at(mode.span().start, m))?,
+        Some(mode) => mode_of(mode, "default_mode").map_err(|m| error_at(mode.at, m))?,
         None => Mode::Optional,
     };
     let top = Limits {
@@ -177,8 +303,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
 
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
     for spanned in raw.rule {
-        let rule_start = spanned.span().start;
-        let rule = parse_rule(spanned.into_inner(), rule_start, &top, &rules, text)
+        let rule_start = spanned.at;
+        let rule = parse_rule(spanned.value, rule_start, &top, &rules, text)
             .map_err(|(at, m)| error_at(at, m))?;
         rules.push(rule);
     }
@@ -194,18 +320,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
     })
 }
 
-/// A rule error: the byte offset to point at, and the message.
-type RuleError = (usize, String);
-
 fn parse_rule(
     raw: RawRule,
     rule_start: usize,
     top: &Limits,
     earlier: &[Rule],
     text: &str,
-) -> Result<Rule, RuleError> {
-    let name_start = raw.name.span().start;
-    let name = raw.name.into_inner();
+) -> Result<Rule, Bad> {
+    let name_start = raw.name.at;
+    let name = raw.name.value;
     if name.trim().is_empty() || name.chars().any(char::is_control) {
         return Err((name_start, "a rule's name must be non-empty text".into()));
     }
@@ -218,65 +341,60 @@ fn parse_rule(
             ),
         ));
     }
-    let at = |span: &std::ops::Range<usize>, message: String| {
-        (span.start, format!("rule {name:?}: {message}"))
-    };
-    let mode = mode_of(&raw.mode, "mode").map_err(|m| at(&raw.mode.span(), m))?;
+    let at = |start: usize, message: String| (start, format!("rule {name:?}: {message}"));
+    let mode = mode_of(&raw.mode, "mode").map_err(|m| at(raw.mode.at, m))?;
 
     let mut users = Vec::with_capacity(raw.users.len());
     for user in raw.users {
-        UserName::parse(user.get_ref()).map_err(|e| at(&user.span(), format!("users: {e}")))?;
-        users.push(user.into_inner());
+        UserName::parse(&user.value).map_err(|e| at(user.at, format!("users: {e}")))?;
+        users.push(user.value);
     }
     let mut groups = Vec::with_capacity(raw.groups.len());
     for group in raw.groups {
-        let g = group.get_ref();
+        let g = &group.value;
         if g.is_empty() || g.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(at(
-                &group.span(),
+                group.at,
                 format!("groups: {g:?} is not a valid group name"),
             ));
         }
-        groups.push(group.into_inner());
+        groups.push(group.value);
     }
     let mut uids = Vec::with_capacity(raw.uids.len());
     for uid in &raw.uids {
-        uids.push(uid_range(uid.get_ref()).map_err(|m| at(&uid.span(), format!("uids: {m}")))?);
+        uids.push(uid_range(&uid.value).map_err(|m| at(uid.at, format!("uids: {m}")))?);
     }
     let mut services = Vec::with_capacity(raw.services.len());
     for service in raw.services {
-        let s = service.get_ref();
+        let s = &service.value;
         if s.is_empty() || s.contains('/') || s.chars().any(|c| c.is_control() || c.is_whitespace())
         {
             return Err(at(
-                &service.span(),
+                service.at,
                 format!("services: {s:?} is not a PAM service name"),
             ));
         }
-        services.push(service.into_inner());
+        services.push(service.value);
     }
     let mut from = Vec::with_capacity(raw.from.len());
     for block in &raw.from {
-        from.push(
-            Cidr::parse(block.get_ref()).map_err(|m| at(&block.span(), format!("from: {m}")))?,
-        );
+        from.push(Cidr::parse(&block.value).map_err(|m| at(block.at, format!("from: {m}")))?);
     }
     let enroll_by = match &raw.enroll_by {
         Some(value) => {
-            let when = value.get_ref();
-            let date = match (when.date, when.time, when.offset) {
-                (Some(d), None, None) => Date::new(i64::from(d.year), d.month, d.day),
+            let date = match value.value {
+                Value::Date(year, month, day) => Date::new(year, month, day),
                 _ => None,
             }
             .ok_or_else(|| {
                 at(
-                    &value.span(),
+                    value.at,
                     "enroll_by: expected a date such as 2027-01-31".into(),
                 )
             })?;
             if mode != Mode::Required {
                 return Err(at(
-                    &value.span(),
+                    value.at,
                     "enroll_by only makes sense on a required rule".into(),
                 ));
             }
@@ -296,12 +414,10 @@ fn parse_rule(
             .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
             .unwrap_or(top.lockout_seconds),
     };
-    let self_enroll = raw.self_enroll.as_ref().is_some_and(|v| *v.get_ref());
+    let self_enroll = raw.self_enroll.as_ref().is_some_and(|v| v.value);
     if self_enroll && mode != Mode::Required {
         return Err((
-            raw.self_enroll
-                .as_ref()
-                .map_or(rule_start, |v| v.span().start),
+            raw.self_enroll.as_ref().map_or(rule_start, |v| v.at),
             format!("rule {name:?}: self_enroll only makes sense on a required rule"),
         ));
     }
@@ -312,10 +428,10 @@ fn parse_rule(
         MAX_REMEMBER_SECONDS,
     )
     .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?;
-    let allow_root = raw.allow_root.as_ref().is_some_and(|v| *v.get_ref());
+    let allow_root = raw.allow_root.as_ref().is_some_and(|v| v.value);
     if allow_root && remember_seconds.is_none() {
         return Err((
-            raw.allow_root.as_ref().map_or(rule_start, |v| v.span().start),
+            raw.allow_root.as_ref().map_or(rule_start, |v| v.at),
             format!("rule {name:?}: allow_root only applies to remember_seconds, which the rule does not set"),
         ));
     }
@@ -390,29 +506,29 @@ fn optional(
     key: &str,
     min: u64,
     max: u64,
-) -> Result<Option<u64>, RuleError> {
+) -> Result<Option<u64>, Bad> {
     let Some(value) = value else {
         return Ok(None);
     };
-    let n = *value.get_ref();
+    let n = value.value;
     u64::try_from(n)
         .ok()
         .filter(|n| (min..=max).contains(n))
         .map(Some)
         .ok_or_else(|| {
             (
-                value.span().start,
+                value.at,
                 format!("{key}: {n} is not between {min} and {max}"),
             )
         })
 }
 
 /// `1000`, `"1000"` or `"1000-59999"`.
-fn uid_range(value: &toml::Value) -> Result<std::ops::RangeInclusive<u32>, String> {
+fn uid_range(value: &Value) -> Result<std::ops::RangeInclusive<u32>, String> {
     let single = |n: i64| u32::try_from(n).map_err(|_| format!("{n} is not a uid"));
     match value {
-        toml::Value::Integer(n) => single(*n).map(|n| n..=n),
-        toml::Value::String(s) => {
+        Value::Integer(n) => single(*n).map(|n| n..=n),
+        Value::String(s) => {
             let number = |t: &str| {
                 t.trim()
                     .parse::<u32>()
@@ -428,14 +544,14 @@ fn uid_range(value: &toml::Value) -> Result<std::ops::RangeInclusive<u32>, Strin
             Ok(low..=high)
         }
         other => Err(format!(
-            "a {} is not a uid or a range such as \"1000-59999\"",
-            other.type_str()
+            "{} is not a uid or a range such as \"1000-59999\"",
+            other.type_name()
         )),
     }
 }
 
 fn mode_of(value: &Spanned<String>, key: &str) -> Result<Mode, String> {
-    match value.get_ref().as_str() {
+    match value.value.as_str() {
         "required" => Ok(Mode::Required),
         "optional" => Ok(Mode::Optional),
         "exempt" => Ok(Mode::Exempt),
@@ -443,26 +559,6 @@ fn mode_of(value: &Spanned<String>, key: &str) -> Result<Mode, String> {
             "{key}: {other:?} is not one of \"required\", \"optional\", \"exempt\""
         )),
     }
-}
-
-/// The key of the `key = value` line that holds a byte offset, if any.
-fn key_at(text: &str, offset: usize) -> Option<&str> {
-    let offset = offset.min(text.len());
-    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let (key, _) = text[start..end].split_once('=')?;
-    let key = key.trim();
-    (!key.is_empty() && !key.starts_with('[') && !key.starts_with('#')).then_some(key)
-}
-
-/// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]
@@ -512,6 +608,8 @@ mode = "required"
     fn malformed_policies_name_line_and_key() {
         let cases: &[(&str, usize, &str)] = &[
             ("store_dir = \"/x\"\nbogus = 1\n", 2, "bogus"),
+            ("default_mod = \"required\"\n", 1, "did you mean `default_mode`?"),
+            ("[[rule]]\nname = \"a\"\nmode = \"required\"\ngroup = [\"x\"]\n", 4, "did you mean `groups`?"),
             ("default_mode = \"sometimes\"\n", 1, "sometimes"),
             ("default_mode = 3\n", 1, "default_mode"),
             ("store_dir = 5\n", 1, "store_dir: invalid type"),
