@@ -36,12 +36,40 @@ pub struct Request {
     pub args: Vec<String>,
     /// PAM_SILENT: show no informational messages.
     pub silent: bool,
-    /// The caller's audit session (/proc/self/sessionid), if it has one.
-    pub session_id: Option<u32>,
+    /// The caller's audit session, for `remember_seconds`.
+    pub session: Session,
+}
+
+/// Where the caller's audit session comes from. The module reads `/proc/self/sessionid`
+/// only when the policy has a rule with `remember_seconds`, the one thing that uses it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// No session: nothing is remembered.
+    #[default]
+    None,
+    Id(u32),
+    /// This process's audit session, as pam_loginuid set it.
+    Audit,
+}
+
+impl Session {
+    fn id(self) -> Option<u32> {
+        match self {
+            Session::None => None,
+            Session::Id(id) => Some(id),
+            Session::Audit => audit_session(),
+        }
+    }
+}
+
+impl From<Option<u32>> for Session {
+    fn from(id: Option<u32>) -> Session {
+        id.map_or(Session::None, Session::Id)
+    }
 }
 
 /// The audit session of this process, as pam_loginuid set it; None when unset.
-pub fn audit_session() -> Option<u32> {
+fn audit_session() -> Option<u32> {
     let text = std::fs::read_to_string("/proc/self/sessionid").ok()?;
     text.trim().parse::<u32>().ok().filter(|id| *id != u32::MAX)
 }
@@ -341,6 +369,13 @@ fn decide(
     trail: &mut Trail,
 ) -> Result<Outcome, Failure> {
     let policy = policy::load(&options.config).map_err(Failure::Policy)?;
+    // Recorded at every verified login (an ssh login's session serves a later sudo), but
+    // only worth reading when some rule can remember it.
+    let session = if policy.rules.iter().any(|r| r.remember_seconds.is_some()) {
+        request.session.id()
+    } else {
+        None
+    };
     let mut answers = Answers::new(conv, options.combined)?;
     let conv = &mut answers;
 
@@ -386,7 +421,9 @@ fn decide(
             return Ok(Outcome::Ignore(pass));
         }
         Plan::Refuse(denial) => return prompt_then(conv, Outcome::Denied(denial)),
-        Plan::SelfEnroll => return enroll_at_login(conv, &store, &name, request, clock.now()),
+        Plan::SelfEnroll => {
+            return enroll_at_login(conv, &store, &name, request, session, clock.now())
+        }
     };
 
     // A locked account is refused before any code is asked for or checked. The state
@@ -399,7 +436,7 @@ fn decide(
             until: state.locked_until,
         });
     }
-    if let Some(proof) = remembered(&decision, &state, request.session_id, now) {
+    if let Some(proof) = remembered(&decision, &state, session, now) {
         return Ok(Outcome::Success(proof));
     }
     let parked = state_file.park()?;
@@ -483,7 +520,7 @@ fn decide(
                     Kind::Hotp => new_state.next_counter = verified.accepted().saturating_add(1),
                 }
             }
-            new_state.verified_session = request.session_id;
+            new_state.verified_session = session;
             new_state.verified_at = now;
             // Durable before PAM_SUCCESS: a code that cannot be marked used is refused.
             state_file.write(&new_state)?;
@@ -524,6 +561,7 @@ fn enroll_at_login(
     store: &Store,
     name: &UserName,
     request: &Request,
+    session: Option<u32>,
     now: u64,
 ) -> Result<Outcome, Failure> {
     if request.silent {
@@ -570,7 +608,7 @@ fn enroll_at_login(
     let state = State {
         last_step: Some(verified.accepted()),
         last_success: now,
-        verified_session: request.session_id,
+        verified_session: session,
         verified_at: now,
         ..State::default()
     };

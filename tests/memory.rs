@@ -204,7 +204,7 @@ fn main() -> ExitCode {
             format!("log_socket={}", log.display()),
         ],
         silent: false,
-        session_id: None,
+        session: Default::default(),
     };
     let mut answer = Answer(Some(code.as_bytes().to_vec()));
     let (outcome, auth_hits) = scanned(|| authenticate(&request, &mut answer, &FixedClock(now)));

@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use zeroize::Zeroizing;
 
-use crate::authenticate::{audit_session, authenticate, Conversation, ConversationError, Request};
+use crate::authenticate::{authenticate, Conversation, ConversationError, Request, Session};
 use crate::clock::SystemClock;
 use codes::PamCode;
 use conv::PamConversation;
@@ -46,7 +46,7 @@ pub unsafe extern "C" fn pam_sm_authenticate(
             rhost: handle.string_item(ffi::PAM_RHOST),
             args,
             silent: flags & ffi::PAM_SILENT != 0,
-            session_id: audit_session(),
+            session: Session::Audit,
         };
         let outcome = match PamConversation::of(&handle) {
             Some(mut conversation) => authenticate(&request, &mut conversation, &SystemClock),

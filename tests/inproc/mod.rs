@@ -80,7 +80,7 @@ impl Place {
                 format!("log_socket={}", self.dir.path().join("log.sock").display()),
             ],
             silent: false,
-            session_id,
+            session: session_id.into(),
         }
     }
 }
