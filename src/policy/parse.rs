@@ -15,7 +15,6 @@ use super::{
     Cidr, Limits, Mode, Policy, Rule, DEFAULT_FAIL_DELAY_MS, DEFAULT_LOCKOUT_SECONDS,
     DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR, MAX_REMEMBER_SECONDS,
 };
-use crate::clock::Date;
 use crate::store::record::MAX_TOTP_WINDOW;
 use crate::username::UserName;
 
@@ -383,7 +382,7 @@ fn parse_rule(
     let enroll_by = match &raw.enroll_by {
         Some(value) => {
             let date = match value.value {
-                Value::Date(year, month, day) => Date::new(year, month, day),
+                Value::Date(date) => Some(date),
                 _ => None,
             }
             .ok_or_else(|| {
@@ -564,6 +563,7 @@ fn mode_of(value: &Spanned<String>, key: &str) -> Result<Mode, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Date;
 
     fn parse_str(text: &str) -> Result<Policy, PolicyError> {
         parse(text, Path::new("policy.toml"))

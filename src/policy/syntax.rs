@@ -15,6 +15,8 @@
 
 use std::fmt;
 
+use crate::clock::Date;
+
 /// A value and the byte offset where it starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Spanned<T> {
@@ -27,8 +29,8 @@ pub enum Value {
     String(String),
     Integer(i64),
     Boolean(bool),
-    /// A local date, `2027-01-31`: year, month, day as written (not checked further).
-    Date(i64, u8, u8),
+    /// A local date, `2027-01-31`.
+    Date(Date),
     /// An offset or local date-time, or a local time: valid TOML the policy has no use for.
     DateTime,
     Array(Vec<Spanned<Value>>),
@@ -458,11 +460,13 @@ impl Reader<'_> {
             "true" => Value::Boolean(true),
             "false" => Value::Boolean(false),
             _ if is_date(token) => {
-                let number = |range: std::ops::Range<usize>| token[range].parse::<u16>().ok();
-                match (number(0..4), number(5..7), number(8..10)) {
-                    (Some(y), Some(m @ 1..=12), Some(d @ 1..=31)) => {
-                        Value::Date(i64::from(y), m as u8, d as u8)
-                    }
+                let number = |range: std::ops::Range<usize>| token[range].parse::<u8>().ok();
+                let year = token[..4].parse::<i64>().ok();
+                match (year, number(5..7), number(8..10)) {
+                    (Some(y), Some(m), Some(d)) => match Date::new(y, m, d) {
+                        Some(date) => Value::Date(date),
+                        None => return self.error(at, format!("{token} is not a valid date")),
+                    },
                     _ => return self.error(at, format!("{token} is not a valid date")),
                 }
             }
@@ -548,9 +552,11 @@ pub mod oracle {
             Value::String(s) => toml::Value::String(s.clone()),
             Value::Integer(n) => toml::Value::Integer(*n),
             Value::Boolean(b) => toml::Value::Boolean(*b),
-            Value::Date(y, m, d) => {
-                toml::Value::Datetime(format!("{y:04}-{m:02}-{d:02}").parse().unwrap())
-            }
+            Value::Date(d) => toml::Value::Datetime(
+                format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
+                    .parse()
+                    .unwrap(),
+            ),
             Value::DateTime => return None,
             Value::Array(items) => toml::Value::Array(
                 items
@@ -656,7 +662,14 @@ mod tests {
         assert_eq!(value("-9223372036854775808"), Value::Integer(i64::MIN));
         assert_eq!(value("true"), Value::Boolean(true));
         assert_eq!(value("false"), Value::Boolean(false));
-        assert_eq!(value("2027-01-31"), Value::Date(2027, 1, 31));
+        assert_eq!(
+            value("2027-01-31"),
+            Value::Date(Date::new(2027, 1, 31).unwrap())
+        );
+        assert_eq!(
+            value("2028-02-29"),
+            Value::Date(Date::new(2028, 2, 29).unwrap())
+        );
         assert_eq!(value("2027-01-31T10:00:00Z"), Value::DateTime);
         assert_eq!(value("2027-01-31 10:00:00"), Value::DateTime);
         assert_eq!(value("10:00:00"), Value::DateTime);
@@ -684,6 +697,8 @@ mod tests {
             ("k = 9223372036854775808\n", 1, "too large"),
             ("k = yes\n", 1, "yes"),
             ("k = 2027-13-01\n", 1, "not a valid date"),
+            ("k = 2027-02-29\n", 1, "not a valid date"),
+            ("k = 2027-04-31\n", 1, "not a valid date"),
             ("k = \"a\\qb\"\n", 1, "unknown escape"),
             ("k = \"\\uD800\"\n", 1, "Unicode scalar"),
             ("k = \"\\u12\"\n", 1, "Unicode scalar"),
