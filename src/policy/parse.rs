@@ -72,9 +72,24 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     if meta.len() > MAX_POLICY_BYTES {
         return Err(error("the policy is larger than 1 MiB".into()));
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text)
+    // Sized from the stat above, one byte more to notice a file that grew meanwhile.
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    (&mut file)
+        .take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| error(format!("cannot read the policy: {e}")))?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(error("the policy is larger than 1 MiB".into()));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        PolicyError {
+            path: path.to_owned(),
+            line: Some(line),
+            message: "the policy is not UTF-8 text".into(),
+        }
+    })?;
     parse(&text, path)
 }
 
@@ -593,6 +608,21 @@ mode = "required"
         assert_eq!(rule.users, ["deploy"]);
         assert_eq!(rule.mode, Mode::Required);
         assert_eq!(rule.line, 5);
+    }
+
+    #[test]
+    fn load_reads_the_file_and_refuses_what_is_not_text() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, "default_mode = \"required\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load(&path).unwrap().default_mode, Mode::Required);
+
+        std::fs::write(&path, b"# ok\n# \xff\n").unwrap();
+        let err = load(&path).unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
     }
 
     #[test]

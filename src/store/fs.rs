@@ -61,14 +61,10 @@ impl Dir {
 
     /// Reads a whole store file into zeroizing memory, or None if it does not exist.
     pub fn read_file(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let Some(file) = self.open_file(name, OFlag::O_RDONLY)? else {
+        let Some((file, size)) = self.open_file(name, OFlag::O_RDONLY)? else {
             return Ok(None);
         };
         let path = self.path.join(name);
-        let size = file
-            .metadata()
-            .map_err(|e| io(&path, "stat", errno_of(&e)))?
-            .len();
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         if size > MAX_FILE_BYTES {
             return Err(StoreError::TooLarge { path });
@@ -94,8 +90,9 @@ impl Dir {
         Ok(Some(buffer))
     }
 
-    /// Opens an existing store file after checking it, or None if there is none.
-    pub fn open_file(&self, name: &str, access: OFlag) -> Result<Option<File>, StoreError> {
+    /// Opens an existing store file after checking it, or None if there is none; with the
+    /// file's size as the check saw it.
+    pub fn open_file(&self, name: &str, access: OFlag) -> Result<Option<(File, u64)>, StoreError> {
         let path = self.path.join(name);
         // Look before opening, so that a FIFO or device is never opened at all...
         match fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -113,7 +110,8 @@ impl Dir {
         // ...and check again what was opened: the name may have changed in between.
         let stat = fstat(&fd).map_err(|e| io(&path, "stat", e))?;
         check_file(&stat, &path)?;
-        Ok(Some(File::from(fd)))
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
+        Ok(Some((File::from(fd), size)))
     }
 
     /// Creates a new store file with mode 0600; Ok(None) if the name exists already.

@@ -96,24 +96,21 @@ impl StateFile {
     /// Opens or creates `name` in the store and takes its lock (waiting up to 5 s).
     pub(super) fn open_locked(dir: &Dir, name: &str) -> Result<StateFile, StoreError> {
         let path = dir.path().join(name);
-        let (file, created) = match dir.open_file(name, OFlag::O_RDWR)? {
-            Some(file) => (file, false),
+        let (file, length, created) = match dir.open_file(name, OFlag::O_RDWR)? {
+            Some((file, length)) => (file, length, false),
             None => match dir.create_file(name)? {
-                Some(file) => (file, true),
+                Some(file) => (file, 0, true),
                 // Created by a parallel login between our two calls.
                 None => match dir.open_file(name, OFlag::O_RDWR)? {
-                    Some(file) => (file, false),
+                    Some((file, length)) => (file, length, false),
                     None => return Err(io(&path, "open", Errno::ENOENT)),
                 },
             },
         };
         let file = lock(file, &path)?;
         // Reserve every block the file will ever use, so that no later update can fail
-        // for lack of space.
-        let length = file
-            .metadata()
-            .map_err(|e| io(&path, "stat", errno_of(&e)))?
-            .len();
+        // for lack of space. Only its creator's fallocate makes it FILE_LEN long, so a
+        // shorter length seen before the lock means at most a second, harmless fallocate.
         if length < FILE_LEN {
             posix_fallocate(&*file, 0, FILE_LEN as i64)
                 .map_err(|e| io(&path, "reserve space for", e))?;
@@ -140,7 +137,7 @@ impl StateFile {
     /// Never creates one (for the read-only admin commands).
     pub(super) fn open_existing(dir: &Dir, name: &str) -> Result<Option<StateFile>, StoreError> {
         let path = dir.path().join(name);
-        let Some(file) = dir.open_file(name, OFlag::O_RDWR)? else {
+        let Some((file, _)) = dir.open_file(name, OFlag::O_RDWR)? else {
             return Ok(None);
         };
         Ok(Some(StateFile {
