@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::clock::Date;
@@ -96,6 +97,8 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
         pos: 0,
     };
     let mut document = Document::default();
+    // Keys of the table being read, with where each was set: a repeat is an error.
+    let mut seen: HashMap<String, usize> = HashMap::new();
     loop {
         reader.skip_blank();
         match reader.peek() {
@@ -109,6 +112,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
             Some(b'[') => {
                 let table = reader.header()?;
                 document.rules.push(table);
+                seen.clear();
             }
             Some(_) => {
                 let entry = reader.entry()?;
@@ -118,13 +122,8 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                         message: "rule: each rule is a table that starts with [[rule]]".into(),
                     });
                 }
-                let table = document.rules.last_mut().unwrap_or(&mut document.top);
-                if let Some(first) = table
-                    .entries
-                    .iter()
-                    .find(|e| e.key.value == entry.key.value)
-                {
-                    let line = line_of(text, first.key.at);
+                if let Some(&first) = seen.get(&entry.key.value) {
+                    let line = line_of(text, first);
                     return Err(SyntaxError {
                         at: entry.key.at,
                         message: format!(
@@ -133,6 +132,8 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                         ),
                     });
                 }
+                seen.insert(entry.key.value.clone(), entry.key.at);
+                let table = document.rules.last_mut().unwrap_or(&mut document.top);
                 table.entries.push(entry);
             }
         }
