@@ -32,8 +32,6 @@ pub enum Value {
     Boolean(bool),
     /// A local date, `2027-01-31`.
     Date(Date),
-    /// An offset or local date-time, or a local time: valid TOML the policy has no use for.
-    DateTime,
     Array(Vec<Spanned<Value>>),
 }
 
@@ -45,7 +43,6 @@ impl Value {
             Value::Integer(_) => "an integer",
             Value::Boolean(_) => "a boolean",
             Value::Date(..) => "a date",
-            Value::DateTime => "a date-time",
             Value::Array(_) => "an array",
         }
     }
@@ -444,18 +441,21 @@ impl Reader<'_> {
             .iter()
             .position(|&b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'#'))
             .map_or(self.bytes.len(), |i| at + i);
-        let mut token = &self.text[at..end];
-        // A date-time may have a space between the date and the time.
-        let mut next = end;
-        if is_date(token) && self.bytes.get(end) == Some(&b' ') {
-            let rest = &self.bytes[end + 1..];
-            if rest.len() >= 2 && rest[..2].iter().all(u8::is_ascii_digit) {
-                next = self.bytes[end + 1..]
-                    .iter()
-                    .position(|&b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'#'))
-                    .map_or(self.bytes.len(), |i| end + 1 + i);
-                token = &self.text[at..next];
+        let token = &self.text[at..end];
+        let b = token.as_bytes();
+        let time_follows = match b.get(10) {
+            Some(b'T' | b't') => true,
+            None => {
+                self.bytes.get(end) == Some(&b' ')
+                    && self.bytes.get(end + 1).is_some_and(u8::is_ascii_digit)
             }
+            Some(_) => false,
+        };
+        if b.len() >= 10 && is_date_bytes(&b[..10]) && time_follows {
+            return self.error(
+                at,
+                "date-times are not used in the policy; write a date such as 2027-01-31",
+            );
         }
         let value = match token {
             "true" => Value::Boolean(true),
@@ -471,7 +471,6 @@ impl Reader<'_> {
                     _ => return self.error(at, format!("{token} is not a valid date")),
                 }
             }
-            _ if is_date_time(token) => Value::DateTime,
             _ => match decimal(token) {
                 Some(Some(n)) => Value::Integer(n),
                 Some(None) => return self.error(at, format!("{token} is too large a number")),
@@ -481,7 +480,7 @@ impl Reader<'_> {
                 ),
             },
         };
-        self.pos = next;
+        self.pos = end;
         Ok(value)
     }
 }
@@ -498,18 +497,6 @@ fn is_date_bytes(b: &[u8]) -> bool {
         && b.iter()
             .enumerate()
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-}
-
-/// Offset and local date-times and local times, checked loosely: the policy refuses them
-/// anyway, and this only decides the message.
-fn is_date_time(token: &str) -> bool {
-    let b = token.as_bytes();
-    let time = |t: &[u8]| t.len() >= 8 && t[2] == b':' && t[5] == b':';
-    (b.len() > 11
-        && is_date_bytes(&b[..10])
-        && matches!(b[10], b'T' | b't' | b' ')
-        && time(&b[11..]))
-        || (time(b) && b[..2].iter().all(u8::is_ascii_digit))
 }
 
 /// A TOML decimal integer: optional sign, no leading zero, `_` only between digits.
@@ -546,10 +533,9 @@ fn is_forbidden_byte(b: u8) -> bool {
 pub mod oracle {
     use super::{parse, Table, Value, RULE_TABLE};
 
-    /// The same document through the `toml` crate, for comparison; `None` where this
-    /// reader keeps only the type (date-times).
-    fn as_toml(value: &Value) -> Option<toml::Value> {
-        Some(match value {
+    /// The same value as the `toml` crate represents it.
+    fn as_toml(value: &Value) -> toml::Value {
+        match value {
             Value::String(s) => toml::Value::String(s.clone()),
             Value::Integer(n) => toml::Value::Integer(*n),
             Value::Boolean(b) => toml::Value::Boolean(*b),
@@ -558,14 +544,10 @@ pub mod oracle {
                     .parse()
                     .unwrap(),
             ),
-            Value::DateTime => return None,
-            Value::Array(items) => toml::Value::Array(
-                items
-                    .iter()
-                    .map(|i| as_toml(&i.value))
-                    .collect::<Option<Vec<_>>>()?,
-            ),
-        })
+            Value::Array(items) => {
+                toml::Value::Array(items.iter().map(|i| as_toml(&i.value)).collect())
+            }
+        }
     }
 
     fn same_table(text: &str, ours: &Table, theirs: &toml::Table) {
@@ -574,13 +556,7 @@ pub mod oracle {
             let theirs = theirs
                 .get(&entry.key.value)
                 .unwrap_or_else(|| panic!("{text:?}: toml has no {}", entry.key.value));
-            match as_toml(&entry.value.value) {
-                Some(ours) => assert_eq!(&ours, theirs, "{text:?}"),
-                None => assert!(
-                    matches!(theirs, toml::Value::Datetime(_)),
-                    "{text:?}: {theirs:?}"
-                ),
-            }
+            assert_eq!(&as_toml(&entry.value.value), theirs, "{text:?}");
         }
     }
 
@@ -671,9 +647,6 @@ mod tests {
             value("2028-02-29"),
             Value::Date(Date::new(2028, 2, 29).unwrap())
         );
-        assert_eq!(value("2027-01-31T10:00:00Z"), Value::DateTime);
-        assert_eq!(value("2027-01-31 10:00:00"), Value::DateTime);
-        assert_eq!(value("10:00:00"), Value::DateTime);
         assert_eq!(value("[]"), Value::Array(vec![]));
         assert!(matches!(value("[[1], [\"a\"]]"), Value::Array(v) if v.len() == 2));
     }
@@ -699,6 +672,9 @@ mod tests {
             ("k = yes\n", 1, "yes"),
             ("k = 2027-13-01\n", 1, "not a valid date"),
             ("k = 2027-02-29\n", 1, "not a valid date"),
+            ("k = 2027-01-31T10:00:00Z\n", 1, "date-times"),
+            ("k = 2027-01-31 10:00:00\n", 1, "date-times"),
+            ("k = 10:00:00\n", 1, "10:00:00"),
             ("k = 2027-04-31\n", 1, "not a valid date"),
             ("k = \"a\\qb\"\n", 1, "unknown escape"),
             ("k = \"\\uD800\"\n", 1, "Unicode scalar"),
