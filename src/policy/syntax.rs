@@ -13,7 +13,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::clock::Date;
@@ -94,8 +94,9 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
         pos: 0,
     };
     let mut document = Document::default();
-    // Keys of the table being read, with where each was set: a repeat is an error.
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    // Keys of the table being read, with where each was set: a repeat is an error. (A
+    // BTreeMap: no hashing, and no random keys fetched from the kernel at every login.)
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     loop {
         reader.skip_blank();
         match reader.peek() {
@@ -119,7 +120,9 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                         message: "rule: each rule is a table that starts with [[rule]]".into(),
                     });
                 }
-                if let Some(&first) = seen.get(&entry.key.value) {
+                // Bare keys are written as they are: the text holds the key verbatim.
+                let key = &text[entry.key.at..entry.key.at + entry.key.value.len()];
+                if let Some(&first) = seen.get(key) {
                     let line = line_of(text, first);
                     return Err(SyntaxError {
                         at: entry.key.at,
@@ -129,7 +132,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                         ),
                     });
                 }
-                seen.insert(entry.key.value.clone(), entry.key.at);
+                seen.insert(key, entry.key.at);
                 let table = document.rules.last_mut().unwrap_or(&mut document.top);
                 table.entries.push(entry);
             }
