@@ -220,51 +220,53 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-fn invalid(key: &str, expected: &str, found: &Spanned<Value>) -> Bad {
-    (
-        found.at,
-        format!(
-            "{key}: invalid type: expected {expected}, found {}",
-            found.value.type_name()
-        ),
-    )
+/// The value, if `pick` finds it of the wanted type; else an "invalid type" error.
+fn typed<T>(
+    key: &str,
+    value: Spanned<Value>,
+    expected: &str,
+    pick: fn(Value) -> Option<T>,
+) -> Result<Spanned<T>, Bad> {
+    let found = value.value.type_name();
+    match pick(value.value) {
+        Some(picked) => Ok(Spanned {
+            value: picked,
+            at: value.at,
+        }),
+        None => Err((
+            value.at,
+            format!("{key}: invalid type: expected {expected}, found {found}"),
+        )),
+    }
 }
 
 fn string(key: &str, value: Spanned<Value>) -> Result<Spanned<String>, Bad> {
-    match value.value {
-        Value::String(s) => Ok(Spanned {
-            value: s,
-            at: value.at,
-        }),
-        _ => Err(invalid(key, "a string", &value)),
-    }
+    typed(key, value, "a string", |v| match v {
+        Value::String(s) => Some(s),
+        _ => None,
+    })
 }
 
 fn integer(key: &str, value: Spanned<Value>) -> Result<Spanned<i64>, Bad> {
-    match value.value {
-        Value::Integer(n) => Ok(Spanned {
-            value: n,
-            at: value.at,
-        }),
-        _ => Err(invalid(key, "a whole number", &value)),
-    }
+    typed(key, value, "a whole number", |v| match v {
+        Value::Integer(n) => Some(n),
+        _ => None,
+    })
 }
 
 fn boolean(key: &str, value: Spanned<Value>) -> Result<Spanned<bool>, Bad> {
-    match value.value {
-        Value::Boolean(b) => Ok(Spanned {
-            value: b,
-            at: value.at,
-        }),
-        _ => Err(invalid(key, "true or false", &value)),
-    }
+    typed(key, value, "true or false", |v| match v {
+        Value::Boolean(b) => Some(b),
+        _ => None,
+    })
 }
 
 fn array(key: &str, value: Spanned<Value>, expected: &str) -> Result<Vec<Spanned<Value>>, Bad> {
-    match value.value {
-        Value::Array(items) => Ok(items),
-        _ => Err(invalid(key, expected, &value)),
-    }
+    typed(key, value, expected, |v| match v {
+        Value::Array(items) => Some(items),
+        _ => None,
+    })
+    .map(|items| items.value)
 }
 
 fn strings(key: &str, value: Spanned<Value>) -> Result<Vec<Spanned<String>>, Bad> {
