@@ -46,7 +46,7 @@ pub struct Request {
 pub enum Session {
     /// No session: nothing is remembered.
     #[default]
-    None,
+    Unset,
     Id(u32),
     /// This process's audit session, as pam_loginuid set it.
     Audit,
@@ -55,7 +55,7 @@ pub enum Session {
 impl Session {
     fn id(self) -> Option<u32> {
         match self {
-            Session::None => None,
+            Session::Unset => None,
             Session::Id(id) => Some(id),
             Session::Audit => audit_session(),
         }
@@ -64,7 +64,7 @@ impl Session {
 
 impl From<Option<u32>> for Session {
     fn from(id: Option<u32>) -> Session {
-        id.map_or(Session::None, Session::Id)
+        id.map_or(Session::Unset, Session::Id)
     }
 }
 
