@@ -273,24 +273,27 @@ pub fn errno_of(error: &std::io::Error) -> Errno {
         .unwrap_or(Errno::EIO)
 }
 
+/// A new, empty store directory (mode 0700) inside a temporary directory, for tests.
+#[cfg(test)]
+pub(super) fn temp_store() -> (tempfile::TempDir, Dir) {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("store");
+    std::fs::create_dir(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = Dir::open(&path).unwrap();
+    (temp, dir)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Dir) {
-        let temp = tempfile::tempdir().unwrap();
-        let path = temp.path().join("store");
-        std::fs::create_dir(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let dir = Dir::open(&path).unwrap();
-        (temp, dir)
-    }
-
     #[test]
     fn a_symlink_planted_at_a_new_file_name_is_never_followed() {
-        let (temp, dir) = store();
+        let (temp, dir) = temp_store();
         let target = temp.path().join("target");
         std::fs::write(&target, b"keep").unwrap();
         symlink(&target, dir.path().join(".alice.toml.1.abc.tmp")).unwrap();
@@ -304,7 +307,7 @@ mod tests {
 
     #[test]
     fn writing_without_replace_keeps_the_existing_file() {
-        let (_temp, dir) = store();
+        let (_temp, dir) = temp_store();
         dir.write_atomic("alice.toml", b"first", false).unwrap();
         assert!(matches!(
             dir.write_atomic("alice.toml", b"second", false),
@@ -325,7 +328,7 @@ mod tests {
 
     #[test]
     fn new_files_are_private() {
-        let (_temp, dir) = store();
+        let (_temp, dir) = temp_store();
         dir.write_atomic("alice.toml", b"x", false).unwrap();
         let mode = std::fs::metadata(dir.path().join("alice.toml"))
             .unwrap()

@@ -351,18 +351,8 @@ fn decode(slot: &[u8; SLOT_LEN]) -> Option<(u64, State)> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
+    use super::super::fs::temp_store;
     use super::*;
-
-    fn store_dir() -> (tempfile::TempDir, Dir) {
-        let temp = tempfile::tempdir().unwrap();
-        let path = temp.path().join("store");
-        std::fs::create_dir(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let dir = Dir::open(&path).unwrap();
-        (temp, dir)
-    }
 
     fn sample(step: u64) -> State {
         State {
@@ -405,7 +395,7 @@ mod tests {
 
     #[test]
     fn new_state_reads_as_default_and_round_trips() {
-        let (_temp, dir) = store_dir();
+        let (_temp, dir) = temp_store();
         let mut file = StateFile::open_locked(&dir, "alice.state").unwrap();
         assert_eq!(file.read().unwrap(), State::default());
         file.write(&sample(10)).unwrap();
@@ -416,7 +406,7 @@ mod tests {
 
     #[test]
     fn writes_alternate_slots_and_the_newest_wins() {
-        let (_temp, dir) = store_dir();
+        let (_temp, dir) = temp_store();
         let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
         file.read().unwrap();
         for step in 1..=5 {
@@ -429,7 +419,7 @@ mod tests {
 
     #[test]
     fn a_torn_write_leaves_the_previous_state() {
-        let (_temp, dir) = store_dir();
+        let (_temp, dir) = temp_store();
         let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
         file.read().unwrap();
         file.write(&sample(1)).unwrap();
@@ -446,7 +436,7 @@ mod tests {
 
     #[test]
     fn garbage_in_both_slots_is_an_error_not_a_fresh_state() {
-        let (_temp, dir) = store_dir();
+        let (_temp, dir) = temp_store();
         let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
         file.file.write_all_at(&[0xAA; SLOT_LEN], 0).unwrap();
         file.file.write_all_at(&[0x55; SLOT_LEN], 4096).unwrap();
@@ -455,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_lock_is_exclusive_across_handles() {
-        let (_temp, dir) = store_dir();
+        let (_temp, dir) = temp_store();
         let held = StateFile::open_locked(&dir, "a.state").unwrap();
         let path = held.path().to_owned();
         let other = File::open(&path).unwrap();
