@@ -230,7 +230,7 @@ static int conversation(int num_msg, const struct pam_message **msg,
 }
 
 /* Tests have no use for the failure delay: a delay function that waits not at all, and
- * reports the delay the modules asked for (libpam varies it by up to a quarter). */
+ * reports the delay the modules asked for (libpam scales it by 0.5 to 1.5). */
 static void no_fail_delay(int retval, unsigned usec_delay, void *appdata_ptr)
 {
 	(void)retval;
