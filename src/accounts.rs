@@ -31,6 +31,8 @@ pub enum AccountError {
     Groups(Errno),
     /// A group id that NSS cannot name: policy on group names cannot be decided.
     UnnamedGroup(u32),
+    /// NSS answered with an account whose own name pam-mfa cannot use as a name.
+    BadName(String),
 }
 
 impl fmt::Display for AccountError {
@@ -40,6 +42,7 @@ impl fmt::Display for AccountError {
             Self::Lookup(e) => write!(f, "the account lookup failed: {}", e.desc()),
             Self::Groups(e) => write!(f, "the group lookup (getgrouplist) failed: {}", e.desc()),
             Self::UnnamedGroup(gid) => write!(f, "group id {gid} has no name in NSS"),
+            Self::BadName(name) => write!(f, "NSS names the account {name:?}, not a usable name"),
         }
     }
 }
@@ -48,6 +51,11 @@ impl std::error::Error for AccountError {}
 
 /// Looks `name` up in NSS with all its groups. Any failure is an error, never a
 /// shorter group list: a missing group could otherwise demote a privileged account.
+///
+/// The account's name is the one NSS answers with, which may differ from `name`: a
+/// directory that ignores case, or knows aliases, finds `ALICE` as `alice`. Rules, the
+/// record and the state all go by that canonical name, so that every spelling of one
+/// account is the same account.
 pub fn lookup(name: &UserName) -> Result<Account, AccountError> {
     let user = match User::from_name(name.as_str()) {
         Ok(Some(user)) => user,
@@ -56,6 +64,7 @@ pub fn lookup(name: &UserName) -> Result<Account, AccountError> {
         Err(Errno::ENOENT | Errno::ESRCH) => return Err(AccountError::Unknown),
         Err(e) => return Err(AccountError::Lookup(e)),
     };
+    let name = UserName::parse(&user.name).map_err(|_| AccountError::BadName(user.name))?;
     // UserName cannot hold NUL, so this conversion cannot fail; treat failure as unknown.
     let c_name = CString::new(name.as_str()).map_err(|_| AccountError::Unknown)?;
     let gids = getgrouplist(&c_name, user.gid).map_err(AccountError::Groups)?;
@@ -64,7 +73,7 @@ pub fn lookup(name: &UserName) -> Result<Account, AccountError> {
         groups.push(group_name(gid)?);
     }
     Ok(Account {
-        name: name.clone(),
+        name,
         uid: user.uid.as_raw(),
         groups,
     })

@@ -59,6 +59,8 @@ impl Verdict {
 pub struct Event<'a> {
     pub service: &'a str,
     pub user: &'a str,
+    /// The name NSS gave the account, when it differs from `user` (empty otherwise).
+    pub account: &'a str,
     pub rhost: &'a str,
     /// `required`, `optional`, `exempt`, or `unknown` before the policy decided.
     pub mode: &'a str,
@@ -74,9 +76,13 @@ impl Event<'_> {
     /// The message part of the line: `service=... user=... ... reason="..."`.
     pub fn message(&self) -> String {
         let mut line = String::with_capacity(160);
+        for (key, value) in [("service", self.service), ("user", self.user)] {
+            let _ = write!(line, "{key}={} ", token(value));
+        }
+        if !self.account.is_empty() {
+            let _ = write!(line, "account={} ", token(self.account));
+        }
         for (key, value) in [
-            ("service", self.service),
-            ("user", self.user),
             ("rhost", self.rhost),
             ("mode", self.mode),
             ("rule", self.rule),
@@ -179,6 +185,7 @@ mod tests {
         let event = Event {
             service: "sshd",
             user: "alice",
+            account: "",
             rhost: "",
             mode: "required",
             rule: "privileged",
@@ -194,6 +201,15 @@ mod tests {
             std::process::id()
         );
         assert_eq!(line, expected);
+
+        let respelled = Event {
+            user: "ALICE",
+            account: "alice",
+            ..event
+        };
+        assert!(respelled
+            .message()
+            .starts_with("service=sshd user=ALICE account=alice rhost=- mode=required "));
     }
 
     #[test]
@@ -220,6 +236,7 @@ mod tests {
         let event = Event {
             service: "sshd",
             user: "bob",
+            account: "",
             rhost: "evil outcome=success\nx\"",
             mode: "optional",
             rule: "-",

@@ -339,6 +339,8 @@ pub fn authenticate(request: &Request, conv: &mut dyn Conversation, clock: &dyn 
 /// Mode and rule as far as the decision got, for the audit line.
 #[derive(Default)]
 struct Trail {
+    /// The account's name in NSS, when the user typed another spelling of it.
+    account: Option<String>,
     mode: Option<Mode>,
     rule: Option<String>,
     why: Option<String>,
@@ -350,6 +352,7 @@ impl Trail {
         let event = Event {
             service: &request.service,
             user: request.user.as_deref().unwrap_or(""),
+            account: self.account.as_deref().unwrap_or(""),
             rhost: &request.rhost,
             mode: self.mode.map_or("unknown", Mode::name),
             rule: self.rule.as_deref().unwrap_or("-"),
@@ -391,6 +394,12 @@ fn decide(
         Err(AccountError::Unknown) => return prompt_then(conv, Outcome::UnknownUser),
         Err(e) => return Err(Failure::Account(e)),
     };
+    // From here on the account goes by the name NSS gave it: `ALICE` from a directory that
+    // ignores case is alice, with alice's rules, record and lockout.
+    let name = account.name.clone();
+    if request.user.as_deref() != Some(name.as_str()) {
+        trail.account = Some(name.to_string());
+    }
     let today = clock.today();
     let context = Context {
         service: &request.service,

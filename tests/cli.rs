@@ -171,6 +171,26 @@ fn unknown_user_is_refused() {
     expect_not_enrolled(&sb, "mallory");
 }
 
+/// The module goes by the name NSS answers with; the command refuses another spelling
+/// rather than write a record the module would never read.
+#[test]
+fn enrolling_another_spelling_of_an_account_names_the_account_and_writes_nothing() {
+    let sb = office();
+    let casefold = format!("{} libnss_wrapper.so", common::casefold().display());
+    let run = sb
+        .pam_mfa(&["enroll", "ALICE", "--secret-stdin", "--no-confirm"])
+        .env("LD_PRELOAD", &casefold)
+        .stdin(&format!("{SECRET}\n"))
+        .run();
+    expect_error(&run);
+    assert!(
+        run.stderr.contains("NSS knows this account as alice"),
+        "{run:?}"
+    );
+    expect_not_enrolled(&sb, "ALICE");
+    expect_not_enrolled(&sb, "alice");
+}
+
 #[test]
 fn enrolling_twice_without_force_fails_and_keeps_the_first_secret() {
     let sb = office().enroll_with_cli("alice", SECRET);

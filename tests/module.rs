@@ -175,6 +175,64 @@ fn group_member_with_right_code_succeeds_and_is_audited_without_code_or_secret()
     );
 }
 
+/// A directory that ignores case (tests/tools/casefold.c over nss_wrapper) finds `ALICE` as
+/// alice: every spelling is the same account, with its rules, record, replay state and audit.
+#[test]
+fn another_spelling_of_an_account_is_that_account() {
+    let sb = sandbox()
+        .user("alice", 1000)
+        .user("deploy", 1001)
+        .policy(
+            r#"
+store_dir = "{store}"
+default_mode = "optional"
+
+[[rule]]
+name = "deployers"
+users = ["deploy"]
+mode = "required"
+"#,
+        )
+        .enroll("alice", SECRET);
+    let casefold = format!("{} libnss_wrapper.so", common::casefold().display());
+    avoid_step_boundary(30);
+    let code = Totp::new(SECRET).code();
+
+    // Enrolled alice, as ALICE: asked for alice's code, which is then used up for alice too.
+    sb.login("ALICE")
+        .env("LD_PRELOAD", &casefold)
+        .answer(&code)
+        .run()
+        .expect_prompted()
+        .expect(Pam::Success);
+    let line = sb.audit_line();
+    line.expect("ALICE", "optional", "default", "success")
+        .expect_unique_keys();
+    assert_eq!(line.get("account"), "alice", "{line:#?}");
+    sb.login("alice")
+        .env("LD_PRELOAD", &casefold)
+        .answer(&code)
+        .run()
+        .expect(Pam::AuthErr);
+    sb.audit_lines();
+
+    // deploy's rule reaches DEPLOY: required, and not enrolled, so refused.
+    let refused = sb
+        .login("DEPLOY")
+        .env("LD_PRELOAD", &casefold)
+        .answer(&code)
+        .run();
+    assert!(
+        !matches!(refused.rounds[..], [Pam::Success | Pam::Ignore]),
+        "{refused:?}"
+    );
+    let line = sb.audit_line();
+    assert_eq!(line.get("rule"), "deployers", "{line:#?}");
+    assert_eq!(line.get("mode"), "required", "{line:#?}");
+    assert!(!sb.path("store/DEPLOY.toml").exists());
+    assert!(!sb.path("store/ALICE.toml").exists());
+}
+
 #[test]
 fn secondary_group_membership_brings_the_group_rule() {
     // alice is in wheel only through the member list of the group file.

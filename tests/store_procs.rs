@@ -6,14 +6,13 @@
 mod common;
 
 use std::fs;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -514,46 +513,11 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
 }
 
-/// tests/tools/faults.c as a shared object, compiled once per test binary, named by a hash of
-/// its source and renamed into place (as the harness does with pamdrive).
+/// tests/tools/faults.c as a shared object.
 fn faults() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let source = manifest.join("tests/tools/faults.c");
-        let text = fs::read(&source).expect("read faults.c");
-        let mut hasher = DefaultHasher::new();
-        text.hash(&mut hasher);
-        let dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| manifest.join("target"))
-            .join("pamdrive");
-        fs::create_dir_all(&dir).expect("create target/pamdrive");
-        let path = dir.join(format!("faults-{:016x}.so", hasher.finish()));
-        if path.is_file() {
-            return path;
-        }
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let partial = dir.join(format!(".faults.{}.{nanos}.so", std::process::id()));
-        let output = Command::new("cc")
-            .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-O2", "-o"])
-            .arg(&partial)
-            .arg(&source)
-            .arg("-ldl")
-            .output()
-            .expect("run cc");
-        assert!(
-            output.status.success(),
-            "compiling faults.c failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        fs::rename(&partial, &path).expect("rename faults.so into place");
-        path
-    })
-    .clone()
+    PATH.get_or_init(|| common::c_tool("faults.c", &["-shared", "-fPIC"], &["-ldl"]))
+        .clone()
 }
 
 #[test]

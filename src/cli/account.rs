@@ -25,8 +25,15 @@ pub fn target(config: &std::path::Path, user: &str) -> Result<Target, CliError> 
     Ok(Target { store, user })
 }
 
+/// Resolves `user` through NSS. A name that NSS finds under another name (a directory
+/// that ignores case, or an alias) is refused with that name, so that the admin's command
+/// and the module, which goes by NSS's name, always mean the same record.
 pub fn lookup(user: &UserName) -> Result<Account, CliError> {
     match accounts::lookup(user) {
+        Ok(account) if account.name != *user => Err(CliError::new(format!(
+            "{user}: NSS knows this account as {}; use that name",
+            account.name
+        ))),
         Ok(account) => Ok(account),
         Err(AccountError::Unknown) => Err(CliError::new(format!("no such user: {user}"))),
         Err(e) => Err(CliError::new(format!("{user}: {e}"))),

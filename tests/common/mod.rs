@@ -291,6 +291,7 @@ impl Sandbox {
             sandbox: self,
             args: all,
             stdin: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -579,11 +580,17 @@ pub struct Cli<'a> {
     sandbox: &'a Sandbox,
     args: Vec<String>,
     stdin: String,
+    env: Vec<(String, String)>,
 }
 
 impl Cli<'_> {
     pub fn stdin(mut self, text: &str) -> Self {
         self.stdin = text.into();
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -643,6 +650,7 @@ impl Cli<'_> {
         let mut command = Command::new(cli_path());
         command.args(&self.args);
         self.sandbox.wrap(&mut command, false);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 }
@@ -1104,43 +1112,64 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// pamdrive, compiled once per test binary. The binary's name carries a hash of its source and
-/// it is compiled under a unique name and renamed into place, so test binaries running in
-/// parallel never see a half-written file.
+/// pamdrive (tests/tools/pamdrive.c), the libpam driver.
 pub fn pamdrive() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/pamdrive.c");
-        let text = fs::read(&source).expect("read pamdrive.c");
-        let mut hasher = DefaultHasher::new();
-        text.hash(&mut hasher);
-        let dir = target_dir().join("pamdrive");
-        fs::create_dir_all(&dir).expect("create target/pamdrive");
-        let path = dir.join(format!("pamdrive-{:016x}", hasher.finish()));
-        if path.is_file() {
-            return path;
-        }
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let partial = dir.join(format!(".pamdrive.{}.{nanos}", std::process::id()));
-        let output = Command::new("cc")
-            .args(["-Wall", "-Wextra", "-O2", "-o"])
-            .arg(&partial)
-            .arg(&source)
-            .arg("-lpam")
-            .output()
-            .expect("run cc");
-        assert!(
-            output.status.success(),
-            "compiling pamdrive failed (is libpam0g-dev installed?): {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        fs::rename(&partial, &path).expect("rename pamdrive into place");
-        path
-    })
-    .clone()
+    PATH.get_or_init(|| c_tool("pamdrive.c", &[], &["-lpam"]))
+        .clone()
+}
+
+/// tests/tools/casefold.c as a shared object: preloaded before nss_wrapper, it makes NSS find
+/// accounts whatever the case of the name, as SSSD with `case_sensitive = false` does.
+pub fn casefold() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| c_tool("casefold.c", &["-shared", "-fPIC"], &["-ldl"]))
+        .clone()
+}
+
+/// Compiles tests/tools/`source` with `flags` and `libs`, once per test binary. The output's
+/// name carries a hash of the source and the flags, and it is compiled under a unique name and
+/// renamed into place, so test binaries running in parallel never see a half-written file.
+pub fn c_tool(source: &str, flags: &[&str], libs: &[&str]) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tools")
+        .join(source);
+    let text = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut hasher = DefaultHasher::new();
+    (text, flags, libs).hash(&mut hasher);
+    let dir = target_dir().join("pamdrive");
+    fs::create_dir_all(&dir).expect("create target/pamdrive");
+    let stem = source.trim_end_matches(".c");
+    let shared = if flags.contains(&"-shared") {
+        ".so"
+    } else {
+        ""
+    };
+    let output = dir.join(format!("{stem}-{:016x}{shared}", hasher.finish()));
+    if output.is_file() {
+        return output;
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let partial = dir.join(format!(".{stem}.{}.{nanos}{shared}", std::process::id()));
+    let result = Command::new("cc")
+        .args(["-Wall", "-Wextra", "-O2"])
+        .args(flags)
+        .arg("-o")
+        .arg(&partial)
+        .arg(&path)
+        .args(libs)
+        .output()
+        .expect("run cc");
+    assert!(
+        result.status.success(),
+        "compiling {source} failed (are gcc and libpam0g-dev installed?): {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    fs::rename(&partial, &output).expect("rename the compiled tool into place");
+    output
 }
 
 // ---------------------------------------------------------------------------------------------
