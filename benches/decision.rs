@@ -138,7 +138,7 @@ fn decision_and_verify(c: &mut Criterion) {
         b.iter(|| {
             let decision = evaluate(black_box(&policy), black_box(&admin), black_box(&context));
             let params = TotpParams {
-                window: decision.limits.window.unwrap_or(PARAMS.window),
+                window: decision.limits.window.steps(PARAMS.window),
                 ..PARAMS
             };
             verify_totp(black_box(KEY), &params, black_box(&valid), NOW, Some(0))
@@ -172,7 +172,7 @@ fn login_cpu(c: &mut Criterion) {
             let decision = evaluate(&policy, black_box(&admin), &context);
             let record = Record::parse(black_box(RECORD.as_bytes()), record_path).expect("parses");
             let params = TotpParams {
-                window: decision.limits.window.unwrap_or(record.window),
+                window: decision.limits.window.steps(record.window),
                 ..record.totp_params()
             };
             verify_totp(

@@ -473,7 +473,7 @@ fn decide(
         (Some(code), _) => match record.kind {
             Kind::Totp => {
                 let params = TotpParams {
-                    window: limits.window.unwrap_or(record.window),
+                    window: limits.window.steps(record.window),
                     ..record.totp_params()
                 };
                 verify_totp(

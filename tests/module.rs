@@ -564,6 +564,42 @@ fn code_two_steps_old_is_refused() {
         .expect(Pam::AuthErr);
 }
 
+/// A rule's wide window reaches root only as far as root's record allows, where the top
+/// level sets no window: a code four steps old works for alice, not for root.
+#[test]
+fn a_rules_wide_window_does_not_widen_roots() {
+    let sb = sandbox()
+        .user("alice", 1000)
+        .group("wheel", 10, &["alice", "root"])
+        .policy(
+            r#"
+store_dir = "{store}"
+default_mode = "optional"
+
+[[rule]]
+name = "wide-wheel"
+groups = ["wheel"]
+mode = "required"
+window = 10
+"#,
+        )
+        .enroll("alice", SECRET)
+        .enroll("root", OTHER_SECRET);
+    avoid_step_boundary(30);
+    sb.login("alice")
+        .answer(&Totp::new(SECRET).code_in_steps(-4))
+        .run()
+        .expect(Pam::Success);
+    sb.login("root")
+        .answer(&Totp::new(OTHER_SECRET).code_in_steps(-4))
+        .run()
+        .expect(Pam::AuthErr);
+    sb.login("root")
+        .answer(&Totp::new(OTHER_SECRET).code())
+        .run()
+        .expect(Pam::Success);
+}
+
 #[test]
 fn record_window_zero_accepts_the_current_step_only() {
     avoid_step_boundary(30);

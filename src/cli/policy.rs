@@ -11,7 +11,7 @@ use super::{CliError, ConfigArg};
 use crate::accounts;
 use crate::authenticate::{plan, Plan};
 use crate::clock::{Clock, SystemClock};
-use crate::policy::{self, lint, Context, DecidedBy, Mode, Policy};
+use crate::policy::{self, lint, Context, DecidedBy, Mode, Policy, Window};
 use crate::store::Store;
 use crate::username::UserName;
 
@@ -204,7 +204,11 @@ fn explain(args: &ExplainArgs) -> Result<(), CliError> {
             "algorithm": record.as_ref().map(|r| r.algorithm.name()),
             "enroll_by": decision.enroll_by.map(|d| d.to_string()),
             "in_grace": decision.in_grace(today),
-            "window": decision.limits.window.or(record.as_ref().map(|r| r.window)),
+            "window": match (decision.limits.window, &record) {
+                (_, Some(r)) => Some(decision.limits.window.steps(r.window)),
+                (Window::Steps(n), None) => Some(n),
+                (_, None) => None,
+            },
             "max_failures": decision.limits.max_failures,
             "lockout_seconds": decision.limits.lockout_seconds,
             "locked_until": locked_until,
@@ -253,11 +257,10 @@ fn explain(args: &ExplainArgs) -> Result<(), CliError> {
     }
     println!(
         "  limits:    window {}, max_failures {}, lockout_seconds {}",
-        decision
-            .limits
-            .window
-            .or(record.as_ref().map(|r| r.window))
-            .map_or("the record's".into(), |w| w.to_string()),
+        match &record {
+            Some(r) => decision.limits.window.steps(r.window).to_string(),
+            None => decision.limits.window.to_string(),
+        },
         decision.limits.max_failures,
         decision.limits.lockout_seconds
     );

@@ -57,11 +57,57 @@ impl fmt::Display for Mode {
     }
 }
 
+/// How many TOTP steps each way a code may be from now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// The record's own window (the policy sets none).
+    Record,
+    /// This many, whatever the record says.
+    Steps(u32),
+    /// The record's window, but no more than this: root under a rule that sets a window
+    /// where the top level keeps the record's.
+    RecordAtMost(u32),
+}
+
+impl Window {
+    /// The steps for a record whose own window is `record`.
+    pub fn steps(self, record: u32) -> u32 {
+        match self {
+            Window::Record => record,
+            Window::Steps(n) => n,
+            Window::RecordAtMost(n) => record.min(n),
+        }
+    }
+
+    /// The narrower of the two for every record.
+    pub fn no_wider_than(self, other: Window) -> Window {
+        use Window::{Record, RecordAtMost, Steps};
+        match (self, other) {
+            (Steps(a), Steps(b)) => Steps(a.min(b)),
+            (Record, Record) => Record,
+            (Record, Steps(n) | RecordAtMost(n)) | (Steps(n) | RecordAtMost(n), Record) => {
+                RecordAtMost(n)
+            }
+            (Steps(a) | RecordAtMost(a), Steps(b) | RecordAtMost(b)) => RecordAtMost(a.min(b)),
+        }
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Window::Record => f.write_str("the record's"),
+            Window::Steps(n) => write!(f, "{n}"),
+            Window::RecordAtMost(n) => write!(f, "the record's, at most {n}"),
+        }
+    }
+}
+
 /// Limits on code checking, set at the top level and overridable per rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// TOTP steps accepted each way; None keeps the record's own window.
-    pub window: Option<u32>,
+    /// TOTP steps accepted each way.
+    pub window: Window,
     /// Wrong codes within `lockout_seconds` that lock the account's second factor.
     pub max_failures: u32,
     /// How long failures are counted, and how long a lock lasts.
@@ -71,7 +117,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            window: None,
+            window: Window::Record,
             max_failures: DEFAULT_MAX_FAILURES,
             lockout_seconds: DEFAULT_LOCKOUT_SECONDS,
         }
@@ -82,18 +128,23 @@ impl Limits {
     /// These limits, made no looser than `floor` in any respect.
     pub fn no_looser_than(self, floor: &Limits) -> Limits {
         Limits {
-            window: match (self.window, floor.window) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            window: self.window.no_wider_than(floor.window),
             max_failures: self.max_failures.min(floor.max_failures),
             lockout_seconds: self.lockout_seconds.max(floor.lockout_seconds),
         }
     }
 
-    /// Whether any limit is looser than `floor`'s.
+    /// Whether any limit is looser than `floor`'s for some record. A window where `floor`
+    /// keeps the record's is not counted: the record's window caps it (see `no_looser_than`).
     pub fn looser_than(&self, floor: &Limits) -> bool {
-        self.no_looser_than(floor) != *self
+        let window = match (self.window, floor.window) {
+            (Window::Steps(a), Window::Steps(b)) => a > b,
+            (Window::Record, Window::Steps(_)) => true,
+            _ => false,
+        };
+        window
+            || self.max_failures > floor.max_failures
+            || self.lockout_seconds < floor.lockout_seconds
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::syntax::{self, line_of, Entry, Spanned, Value};
 
 use super::{
-    Cidr, Limits, Mode, Policy, Rule, DEFAULT_FAIL_DELAY_MS, DEFAULT_LOCKOUT_SECONDS,
+    Cidr, Limits, Mode, Policy, Rule, Window, DEFAULT_FAIL_DELAY_MS, DEFAULT_LOCKOUT_SECONDS,
     DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR, MAX_REMEMBER_SECONDS,
 };
 use crate::store::record::MAX_TOTP_WINDOW;
@@ -305,7 +305,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
     let top = Limits {
         window: optional(&raw.window, "window", 0, u64::from(MAX_TOTP_WINDOW))
             .map_err(|(at, m)| error_at(at, m))?
-            .map(|w| w as u32),
+            .map_or(Window::Record, |w| Window::Steps(w as u32)),
         max_failures: optional(&raw.max_failures, "max_failures", 1, 1000)
             .map_err(|(at, m)| error_at(at, m))?
             .map_or(DEFAULT_MAX_FAILURES, |n| n as u32),
@@ -421,8 +421,7 @@ fn parse_rule(
     let limits = Limits {
         window: optional(&raw.window, "window", 0, u64::from(MAX_TOTP_WINDOW))
             .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
-            .map(|w| w as u32)
-            .or(top.window),
+            .map_or(top.window, |w| Window::Steps(w as u32)),
         max_failures: optional(&raw.max_failures, "max_failures", 1, 1000)
             .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
             .map_or(top.max_failures, |n| n as u32),
@@ -726,7 +725,7 @@ max_failures = 3
 "#,
         )
         .unwrap();
-        assert_eq!(policy.limits.window, Some(2));
+        assert_eq!(policy.limits.window, Window::Steps(2));
         assert_eq!(policy.limits.max_failures, 4);
         assert_eq!(policy.limits.lockout_seconds, 600);
         assert_eq!(policy.fail_delay_ms, 0);
@@ -740,7 +739,7 @@ max_failures = 3
         );
         let admins = &policy.rules[1];
         assert_eq!(admins.enroll_by, Date::new(2027, 1, 31));
-        assert_eq!(admins.limits.window, Some(1));
+        assert_eq!(admins.limits.window, Window::Steps(1));
         assert_eq!(admins.limits.max_failures, 3);
         assert_eq!(admins.limits.lockout_seconds, 600);
     }
@@ -752,6 +751,26 @@ max_failures = 3
         )
         .unwrap();
         assert_eq!(policy.rules[0].limits.max_failures, 2);
+    }
+
+    #[test]
+    fn a_rule_naming_root_may_not_widen_a_window_the_top_level_sets() {
+        let rule = "[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\n";
+        let wider = parse_str(&format!("window = 2\n{rule}window = 3\n")).unwrap_err();
+        assert!(
+            wider.to_string().contains("looser than the top level"),
+            "{wider}"
+        );
+        // Where the top level keeps the record's window, the record's caps the rule's.
+        let capped = parse_str(&format!("{rule}window = 3\n")).unwrap();
+        assert_eq!(capped.rules[0].limits.window, Window::Steps(3));
+        let floor = capped.limits;
+        assert_eq!(
+            capped.rules[0].limits.no_looser_than(&floor).window,
+            Window::RecordAtMost(3)
+        );
+        assert_eq!(Window::RecordAtMost(3).steps(1), 1);
+        assert_eq!(Window::RecordAtMost(3).steps(5), 3);
     }
 
     /// The examples users copy: README.md, docs/policy.md and config/policy.toml.

@@ -35,6 +35,8 @@ struct Case {
     via: Option<String>,
     grace: Option<bool>,
     window: Option<u32>,
+    /// The record's own window, for `window` (1 when not given).
+    record_window: Option<u32>,
     max_failures: Option<u32>,
     lockout_seconds: Option<u64>,
     self_enroll: Option<bool>,
@@ -105,7 +107,12 @@ fn fixtures_decide_as_expected() {
                 assert_eq!(decision.in_grace(today), grace, "{label}: grace");
             }
             if let Some(window) = case.window {
-                assert_eq!(decision.limits.window, Some(window), "{label}: window");
+                let record = case.record_window.unwrap_or(1);
+                assert_eq!(
+                    decision.limits.window.steps(record),
+                    window,
+                    "{label}: window"
+                );
             }
             if let Some(max) = case.max_failures {
                 assert_eq!(decision.limits.max_failures, max, "{label}: max_failures");
