@@ -783,6 +783,26 @@ fn missing_policy_fails_for_every_account() {
     expect_service_error_for_everyone(&sb, EVERYONE);
 }
 
+/// A FIFO where the policy should be: refused at once, not a login that waits for a writer
+/// (the harness gives each login a bounded time).
+#[test]
+fn policy_that_is_a_fifo_fails_for_every_account_without_waiting() {
+    let sb = exempt_office();
+    fs::remove_file(sb.policy_path()).unwrap();
+    let made = Command::new("mkfifo")
+        .arg("-m")
+        .arg("0600")
+        .arg(sb.policy_path())
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+
+    expect_service_error_for_everyone(&sb, EVERYONE);
+    let check = sb.pam_mfa(&["policy", "check"]).run();
+    assert_eq!(check.code, Some(1), "{check:?}");
+    assert!(check.stdout.contains("not a regular file"), "{check:?}");
+}
+
 #[test]
 fn policy_that_is_a_directory_fails_for_every_account() {
     let sb = exempt_office();

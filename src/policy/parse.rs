@@ -4,9 +4,9 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::syntax::{self, line_of, Entry, Spanned, Value};
@@ -49,7 +49,13 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         line: None,
         message,
     };
-    let mut file = File::open(path).map_err(|e| error(format!("cannot open the policy: {e}")))?;
+    // O_NONBLOCK: a FIFO put where the policy should be opens at once, and is refused
+    // below, instead of holding every login until something writes to it.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| error(format!("cannot open the policy: {e}")))?;
     let meta = file
         .metadata()
         .map_err(|e| error(format!("cannot stat the policy: {e}")))?;
