@@ -162,6 +162,16 @@ struct RawRule {
 const RULE_KEYS: &str = "name, mode, users, groups, uids, services, from, enroll_by, window, \
      max_failures, lockout_seconds, self_enroll, remember_seconds, allow_root";
 
+/// Whether `key` is one the policy uses, at the top level or in a rule. Messages about
+/// the file's text quote nothing else from it: a file given as `--config` by mistake
+/// (a google-authenticator file, a key file) must not have its first line printed.
+pub(super) fn is_policy_key(key: &str) -> bool {
+    POLICY_KEYS
+        .split(", ")
+        .chain(RULE_KEYS.split(", "))
+        .any(|known| known == key)
+}
+
 impl RawRule {
     fn from_table(table: syntax::Table) -> Result<RawRule, Bad> {
         let mut raw = RawRule::default();

@@ -126,9 +126,9 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                     let line = line_of(text, first);
                     return Err(SyntaxError {
                         at: entry.key.at,
-                        message: format!(
-                            "{} is set twice in the same table (first at line {line})",
-                            entry.key.value
+                        message: about(
+                            &entry.key.value,
+                            &format!("set twice in the same table (first at line {line})"),
                         ),
                     });
                 }
@@ -218,22 +218,14 @@ impl Reader<'_> {
     fn header(&mut self) -> Result<Table, SyntaxError> {
         let at = self.pos;
         if !self.bytes[self.pos..].starts_with(b"[[") {
-            let name = self.text[at..].lines().next().unwrap_or("").trim();
-            return self.error(
-                at,
-                format!("{name}: a policy has no tables; each rule starts with [[rule]]"),
-            );
+            return self.error(at, "a policy has no tables; each rule starts with [[rule]]");
         }
         self.pos += 2;
         self.skip_blank();
         let is_rule = self.bare_key() == RULE_TABLE;
         self.skip_blank();
         if !is_rule || !self.bytes[self.pos..].starts_with(b"]]") {
-            let line = self.text[at..].lines().next().unwrap_or("").trim();
-            return self.error(
-                at,
-                format!("{line}: unknown table; the only array of tables is [[rule]]"),
-            );
+            return self.error(at, "unknown table; the only array of tables is [[rule]]");
         }
         self.pos += 2;
         self.end_of_line()?;
@@ -268,9 +260,9 @@ impl Reader<'_> {
         match self.peek() {
             Some(b'=') => self.pos += 1,
             Some(b'.') => {
-                return self.error(at, format!("{key}: dotted keys are not used in the policy"))
+                return self.error(at, about(&key, "dotted keys are not used in the policy"))
             }
-            _ => return self.error(self.pos, format!("{key}: expected `=` after the key")),
+            _ => return self.error(self.pos, about(&key, "expected `=` after the key")),
         }
         self.skip_blank();
         let value = self.value(0).map_err(|e| self.keyed(&key, e))?;
@@ -284,7 +276,7 @@ impl Reader<'_> {
     fn keyed(&self, key: &str, e: SyntaxError) -> SyntaxError {
         SyntaxError {
             at: e.at,
-            message: format!("{key}: {}", e.message),
+            message: about(key, &e.message),
         }
     }
 
@@ -469,17 +461,17 @@ impl Reader<'_> {
                 match (year, number(5..7), number(8..10)) {
                     (Some(y), Some(m), Some(d)) => match Date::new(y, m, d) {
                         Some(date) => Value::Date(date),
-                        None => return self.error(at, format!("{token} is not a valid date")),
+                        None => return self.error(at, "not a valid date"),
                     },
-                    _ => return self.error(at, format!("{token} is not a valid date")),
+                    _ => return self.error(at, "not a valid date"),
                 }
             }
             _ => match decimal(token) {
                 Some(Some(n)) => Value::Integer(n),
-                Some(None) => return self.error(at, format!("{token} is too large a number")),
+                Some(None) => return self.error(at, "too large a number"),
                 None => return self.error(
                     at,
-                    format!("{token} is not a value the policy uses (a \"string\", a whole number, true or false, a date, or an [array])"),
+                    "not a value the policy uses (a \"string\", a whole number, true or false, a date, or an [array])",
                 ),
             },
         };
@@ -586,6 +578,17 @@ pub mod oracle {
     }
 }
 
+/// `message`, after `key: ` when the policy uses that key. Other text of the file is never
+/// quoted, so that an error cannot print a line of a file that was not meant to be a policy
+/// (a secret file given as `--config` by mistake); the line number says where.
+fn about(key: &str, message: &str) -> String {
+    if super::parse::is_policy_key(key) {
+        format!("{key}: {message}")
+    } else {
+        message.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::oracle::agrees_with_toml;
@@ -664,20 +667,20 @@ mod tests {
             ("k = \"\"\"x\"\"\"\n", 1, "multi-line"),
             ("k = '''x'''\n", 1, "multi-line"),
             ("k = { a = 1 }\n", 1, "inline tables"),
-            ("k = 1.5\n", 1, "1.5"),
-            ("k = inf\n", 1, "inf"),
-            ("k = 0x10\n", 1, "0x10"),
-            ("k = 01\n", 1, "01"),
-            ("k = 1__0\n", 1, "1__0"),
-            ("k = _1\n", 1, "_1"),
-            ("k = 1_\n", 1, "1_"),
+            ("k = 1.5\n", 1, "not a value"),
+            ("k = inf\n", 1, "not a value"),
+            ("k = 0x10\n", 1, "not a value"),
+            ("k = 01\n", 1, "not a value"),
+            ("k = 1__0\n", 1, "not a value"),
+            ("k = _1\n", 1, "not a value"),
+            ("k = 1_\n", 1, "not a value"),
             ("k = 9223372036854775808\n", 1, "too large"),
-            ("k = yes\n", 1, "yes"),
+            ("k = yes\n", 1, "not a value"),
             ("k = 2027-13-01\n", 1, "not a valid date"),
             ("k = 2027-02-29\n", 1, "not a valid date"),
             ("k = 2027-01-31T10:00:00Z\n", 1, "date-times"),
             ("k = 2027-01-31 10:00:00\n", 1, "date-times"),
-            ("k = 10:00:00\n", 1, "10:00:00"),
+            ("k = 10:00:00\n", 1, "not a value"),
             ("k = 2027-04-31\n", 1, "not a valid date"),
             ("k = \"a\\qb\"\n", 1, "unknown escape"),
             ("k = \"\\uD800\"\n", 1, "Unicode scalar"),
@@ -713,6 +716,28 @@ mod tests {
             assert!(!e.message.contains('\n'), "{text:?}: {e}");
             agrees_with_toml(text);
         }
+    }
+
+    /// A file given as the policy by mistake: its text is not quoted back, only where.
+    #[test]
+    fn refusals_quote_only_the_policys_own_keys() {
+        let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+        for text in [
+            format!("{secret}\n\" RATE_LIMIT 3 30\n"),
+            format!("{secret}.x = 1\n"),
+            format!("k = {secret}\n"),
+            format!("k = 9{secret}\n"),
+            format!("[{secret}]\n"),
+            format!("[[{secret}]]\n"),
+            format!("{secret} = 1\n{secret} = 2\n"),
+            format!("PASSWORD = {secret}\n"),
+        ] {
+            let e = refused(&text);
+            assert!(!e.message.contains(secret), "{text:?}: {e}");
+            assert!(!e.message.contains("PASSWORD"), "{text:?}: {e}");
+        }
+        // The policy's keys are named.
+        assert!(refused("window = x\n").message.starts_with("window: "));
     }
 
     /// The same key in two different rules is no repeat.
