@@ -277,12 +277,20 @@ fn boolean(key: &str, value: Spanned<Value>) -> Result<Spanned<bool>, Bad> {
     })
 }
 
+/// A list condition (users, groups, uids, services, from). An empty one is refused: read
+/// as no condition it would match everyone, the opposite of what `from = []` says.
 fn array(key: &str, value: Spanned<Value>, expected: &str) -> Result<Vec<Spanned<Value>>, Bad> {
-    typed(key, value, expected, |v| match v {
+    let items = typed(key, value, expected, |v| match v {
         Value::Array(items) => Some(items),
         _ => None,
-    })
-    .map(|items| items.value)
+    })?;
+    if items.value.is_empty() {
+        return Err((
+            items.at,
+            format!("{key}: an empty list names nothing; leave {key} out for a rule that does not look at it"),
+        ));
+    }
+    Ok(items.value)
 }
 
 fn strings(key: &str, value: Spanned<Value>) -> Result<Vec<Spanned<String>>, Bad> {
@@ -664,6 +672,11 @@ mode = "required"
             ("store_dir = \"relative\"\n", 1, "absolute"),
             ("\n\n[[rule]]\nname = \"a\"\nmode = \"required\"\nuser = [\"x\"]\n", 6, "user"),
             ("[[rule]]\nname = \"a\"\nusers = \"x\"\nmode = \"required\"\n", 3, "users: invalid type"),
+            ("[[rule]]\nname = \"a\"\nmode = \"exempt\"\nfrom = []\n", 4, "from: an empty list"),
+            ("[[rule]]\nname = \"a\"\nmode = \"exempt\"\nusers = [\n]\n", 4, "users: an empty list"),
+            ("[[rule]]\nname = \"a\"\nmode = \"exempt\"\ngroups = []\n", 4, "groups: an empty list"),
+            ("[[rule]]\nname = \"a\"\nmode = \"exempt\"\nuids = []\n", 4, "uids: an empty list"),
+            ("[[rule]]\nname = \"a\"\nmode = \"exempt\"\nservices = []\n", 4, "services: an empty list"),
             ("[[rule]]\nname = \"a\"\n", 1, "mode"),
             ("[[rule]]\nmode = \"exempt\"\n", 1, "name"),
             ("[[rule]]\nname = \"a\"\nusers = [\"root\"]\nmode = \"exempt\"\n", 1, "root"),
