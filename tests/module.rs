@@ -233,6 +233,47 @@ mode = "required"
     assert!(!sb.path("store/ALICE.toml").exists());
 }
 
+/// "Required from everywhere, exempt otherwise": a remote host given by name (sshd with
+/// UseDNS yes) cannot be placed, so it is asked; a service named with capitals in the policy
+/// is the service libpam calls in lower case.
+#[test]
+fn a_host_name_cannot_escape_a_required_from_rule() {
+    let sb = sandbox()
+        .user("bob", 1001)
+        .policy(
+            r#"
+store_dir = "{store}"
+default_mode = "exempt"
+
+[[rule]]
+name = "remote"
+from = ["0.0.0.0/0", "::/0"]
+mode = "required"
+
+[[rule]]
+name = "vpn"
+services = ["OpenVPN"]
+mode = "required"
+"#,
+        )
+        .service(
+            "openvpn",
+            "auth required {module} config={config} log_socket={log}\n",
+        );
+    for rhost in ["203.0.113.9", "host.example.com", "203.0.113.9 "] {
+        let refused = sb.login("bob").rhost(rhost).answer("000000").run();
+        refused.expect_prompted();
+        assert_eq!(refused.rounds, [Pam::AuthErr], "{rhost:?}: {refused:?}");
+        assert_eq!(sb.audit_line().get("rule"), "remote", "{rhost:?}");
+    }
+    sb.login("bob").run().expect_not_prompted().expect_ignored();
+    sb.audit_lines();
+    // libpam finds the file `openvpn` and sets PAM_SERVICE to `openvpn`.
+    let vpn = sb.login("bob").service("OpenVPN").answer("000000").run();
+    assert_eq!(vpn.rounds, [Pam::AuthErr], "{vpn:?}");
+    assert_eq!(sb.audit_line().get("rule"), "vpn");
+}
+
 #[test]
 fn secondary_group_membership_brings_the_group_rule() {
     // alice is in wheel only through the member list of the group file.

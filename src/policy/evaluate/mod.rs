@@ -15,7 +15,8 @@ use crate::clock::Date;
 pub struct Context<'a> {
     /// PAM_SERVICE.
     pub service: &'a str,
-    /// PAM_RHOST as given; a `from` rule only matches when it is an IP address.
+    /// PAM_RHOST as given: empty for a local login, normally an IP address, a host name
+    /// when the application resolved it (sshd with UseDNS yes).
     pub rhost: &'a str,
     /// Today (UTC), for enrollment deadlines.
     pub today: Date,
@@ -68,7 +69,44 @@ pub enum DecidedBy {
 pub struct Match {
     pub via: Via,
     pub service: Option<String>,
-    pub network: Option<Cidr>,
+    pub network: Option<Origin>,
+}
+
+/// Where a matching `from` rule placed PAM_RHOST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An address inside this block of the rule.
+    Inside(Cidr),
+    /// Not an address (a host name, or anything else): it could be anywhere, so it
+    /// matches a `from` rule that requires a code and no other.
+    Unknown,
+}
+
+/// PAM_RHOST as the `from` condition reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rhost {
+    /// Empty: a local login (console, su, sudo).
+    Local,
+    Address(IpAddr),
+    Unknown,
+}
+
+impl Rhost {
+    fn parse(rhost: &str) -> Rhost {
+        if rhost.is_empty() {
+            return Rhost::Local;
+        }
+        if let Ok(address) = rhost.parse() {
+            return Rhost::Address(address);
+        }
+        // A link-local IPv6 address with its zone, as in `fe80::1%eth0`.
+        match rhost.split_once('%') {
+            Some((address, zone)) if !zone.is_empty() => address
+                .parse::<std::net::Ipv6Addr>()
+                .map_or(Rhost::Unknown, |a| Rhost::Address(IpAddr::V6(a))),
+            _ => Rhost::Unknown,
+        }
+    }
 }
 
 /// The account condition a matching rule met.
@@ -110,8 +148,12 @@ impl fmt::Display for DecidedBy {
                 if let Some(service) = &matched.service {
                     write!(f, ", service '{service}'")?;
                 }
-                if let Some(network) = &matched.network {
-                    write!(f, ", from {network}")?;
+                match &matched.network {
+                    Some(Origin::Inside(block)) => write!(f, ", from {block}")?,
+                    Some(Origin::Unknown) => {
+                        f.write_str(", from a remote host that is no address (could be anywhere)")?
+                    }
+                    None => {}
                 }
                 Ok(())
             }
@@ -125,7 +167,7 @@ impl fmt::Display for DecidedBy {
 /// top level's, never a deadline, never enrollment at login, and a remembered session
 /// only where its rule says `allow_root`.
 pub fn evaluate(policy: &Policy, account: &Account, context: &Context<'_>) -> Decision {
-    let rhost: Option<IpAddr> = context.rhost.parse().ok();
+    let rhost = Rhost::parse(context.rhost);
     let first = policy
         .rules
         .iter()
@@ -172,7 +214,7 @@ pub fn evaluate(policy: &Policy, account: &Account, context: &Context<'_>) -> De
 }
 
 /// How `rule` matches, or None.
-fn matches(rule: &Rule, account: &Account, service: &str, rhost: Option<IpAddr>) -> Option<Match> {
+fn matches(rule: &Rule, account: &Account, service: &str, rhost: Rhost) -> Option<Match> {
     let via = if !rule.names_accounts() {
         Via::Anyone
     } else if rule.users.iter().any(|u| u == account.name.as_str()) {
@@ -187,13 +229,28 @@ fn matches(rule: &Rule, account: &Account, service: &str, rhost: Option<IpAddr>)
     let service = if rule.services.is_empty() {
         None
     } else {
-        Some(rule.services.iter().find(|s| *s == service)?.clone())
+        // libpam lower-cases the service name at pam_start, so `OpenVPN` in a policy
+        // means the service libpam calls `openvpn`.
+        Some(
+            rule.services
+                .iter()
+                .find(|s| s.eq_ignore_ascii_case(service))?
+                .clone(),
+        )
     };
     let network = if rule.from.is_empty() {
         None
     } else {
-        let address = rhost?;
-        Some(*rule.from.iter().find(|block| block.contains(address))?)
+        match rhost {
+            Rhost::Local => return None,
+            Rhost::Address(address) => Some(Origin::Inside(
+                *rule.from.iter().find(|block| block.contains(address))?,
+            )),
+            // Fail closed: an origin nobody can place may not earn an exemption, but
+            // cannot escape a requirement either.
+            Rhost::Unknown if rule.mode == Mode::Required => Some(Origin::Unknown),
+            Rhost::Unknown => return None,
+        }
     };
     Some(Match {
         via,
