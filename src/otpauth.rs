@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use zeroize::Zeroizing;
 
+use crate::otp::verify::LAST_USABLE_COUNTER;
 use crate::otp::{Algorithm, Digits};
 use crate::secret::SecretKey;
 use crate::store::record::DEFAULT_PERIOD;
@@ -106,7 +107,13 @@ pub fn parse(uri: &[u8]) -> Result<Parsed, String> {
             "counter" => {
                 counter = value
                     .parse::<u64>()
-                    .map_err(|_| bad(&format!("counter {value:?} is not a number")))?
+                    .ok()
+                    .filter(|c| *c <= LAST_USABLE_COUNTER)
+                    .ok_or_else(|| {
+                        bad(&format!(
+                            "counter {value:?} is not a number from 0 to {LAST_USABLE_COUNTER}"
+                        ))
+                    })?
             }
             // Issuer and image are for the app's display only.
             _ => {}
@@ -212,6 +219,8 @@ mod tests {
             b"otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&digits=9",
             b"otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&algorithm=MD5",
             b"otpauth://totp/x?secret=JBSWY3DPEHPK%3",
+            b"otpauth://hotp/x?secret=JBSWY3DPEHPK3PXP&counter=18446744073709551615",
+            b"otpauth://hotp/x?secret=JBSWY3DPEHPK3PXP&counter=-1",
         ] {
             let err = parse(bad)
                 .err()

@@ -105,8 +105,12 @@ pub fn verify_totp(
     })
 }
 
+/// The highest HOTP counter whose code may be accepted: the one after it must exist.
+pub const LAST_USABLE_COUNTER: u64 = u64::MAX - 1;
+
 /// Checks `code` against HOTP counters `counter ..= counter + look_ahead`; `counter` is
-/// the next unused counter.
+/// the next unused counter. The last counter, `u64::MAX`, is never accepted: no next
+/// counter could record it as used, so its code would work again and again.
 pub fn verify_hotp(
     key: &[u8],
     algorithm: Algorithm,
@@ -115,7 +119,9 @@ pub fn verify_hotp(
     look_ahead: u32,
     code: &Code,
 ) -> Result<Verified, Rejection> {
-    let last = counter.saturating_add(u64::from(look_ahead));
+    let last = counter
+        .saturating_add(u64::from(look_ahead))
+        .min(LAST_USABLE_COUNTER);
     let used = counter.checked_sub(1);
     check(code, counter..=last, used, |c| {
         hotp(key, c, algorithm, digits)
@@ -280,6 +286,27 @@ mod tests {
             verify_hotp(KEY, Algorithm::Sha1, Digits::SIX, 3, 10, &code(14)).unwrap_err(),
             Rejection::WrongCode
         );
+    }
+
+    #[test]
+    fn hotp_never_accepts_the_last_counter() {
+        let code = |c| {
+            let v = hotp(KEY, c, Algorithm::Sha1, Digits::SIX);
+            Code::parse(format_code(v, Digits::SIX).as_bytes(), Digits::SIX).unwrap()
+        };
+        let verify = |next, c| verify_hotp(KEY, Algorithm::Sha1, Digits::SIX, next, 10, &code(c));
+        assert_eq!(
+            verify(u64::MAX, u64::MAX).unwrap_err(),
+            Rejection::WrongCode
+        );
+        assert_eq!(
+            verify(u64::MAX - 5, u64::MAX).unwrap_err(),
+            Rejection::WrongCode
+        );
+        let ok = verify(u64::MAX - 5, LAST_USABLE_COUNTER).unwrap();
+        assert_eq!(ok.accepted(), LAST_USABLE_COUNTER);
+        // The counter after it, the next unused one, accepts nothing.
+        assert!(verify(LAST_USABLE_COUNTER + 1, LAST_USABLE_COUNTER).is_err());
     }
 
     #[test]
