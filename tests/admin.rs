@@ -629,6 +629,43 @@ fn unlock_lets_an_account_locked_after_max_failures_log_in_again() {
         .expect(Pam::Success);
 }
 
+/// A state file cut short (here: a lock and the last used step) is damage, not a new
+/// account: the login fails closed until an admin resets it, and the reset still treats
+/// every code up to now as used.
+#[test]
+fn a_truncated_state_file_fails_closed_until_unlock_resets_it() {
+    let sb = office(3).enroll_with_cli("alice", SECRET);
+    let totp = Totp::new(SECRET);
+    lock_out(&sb, "alice", &totp);
+    let state = sb.store().join("alice.state");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&state)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+
+    avoid_step_boundary(30);
+    sb.login("alice")
+        .answer(&totp.code())
+        .run()
+        .expect(Pam::AuthinfoUnavail);
+    assert_eq!(
+        fs::metadata(&state).unwrap().len(),
+        100,
+        "the login grew it"
+    );
+
+    let run = sb.pam_mfa(&["unlock", "alice", "--yes"]).run();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(fs::metadata(&state).unwrap().len(), 4224);
+    assert_eq!(status_json(&sb, &["alice"])[0]["locked_until"], Value::Null);
+    sb.login("alice")
+        .answer(&totp.code())
+        .run()
+        .expect(Pam::AuthErr);
+}
+
 #[test]
 fn unlock_answered_no_is_cancelled_and_the_account_stays_locked() {
     let sb = office(3).enroll_with_cli("alice", SECRET);

@@ -33,7 +33,11 @@ pub fn run(args: &UnlockArgs) -> Result<(), CliError> {
         args.yes,
     )?;
     let mut state_file = target.store.lock_state(user)?;
-    let state = match state_file.read() {
+    let read = state_file.read();
+    if let Err(StoreError::State { .. }) = read {
+        state_file.reset()?;
+    }
+    let state = match read {
         Ok(state) => State {
             failures: 0,
             failure_window_start: 0,

@@ -109,9 +109,18 @@ impl StateFile {
         };
         let file = lock(file, &path)?;
         // Reserve every block the file will ever use, so that no later update can fail
-        // for lack of space. Only its creator's fallocate makes it FILE_LEN long, so a
-        // shorter length seen before the lock means at most a second, harmless fallocate.
-        if length < FILE_LEN {
+        // for lack of space. Only its creator's fallocate makes it FILE_LEN long; an empty
+        // file (seen again under the lock, as a parallel creator may have grown it) gets
+        // it now. Any other length is damage, which `read` reports: growing it here would
+        // turn a truncated file into a blank, new one.
+        let length = if length == FILE_LEN {
+            length
+        } else {
+            file.metadata()
+                .map_err(|e| io(&path, "stat", errno_of(&e)))?
+                .len()
+        };
+        if length == 0 {
             posix_fallocate(&*file, 0, FILE_LEN as i64)
                 .map_err(|e| io(&path, "reserve space for", e))?;
         }
@@ -206,6 +215,18 @@ impl StateFile {
         Ok(())
     }
 
+    /// Starts the file over, blank and FILE_LEN long, for an admin who resets a damaged
+    /// state (`pam-mfa unlock`). Call `write` next.
+    pub fn reset(&mut self) -> Result<(), StoreError> {
+        self.file
+            .set_len(0)
+            .map_err(|e| io(&self.path, "truncate", errno_of(&e)))?;
+        posix_fallocate(&*self.file, 0, FILE_LEN as i64)
+            .map_err(|e| io(&self.path, "reserve space for", e))?;
+        self.newest = None;
+        Ok(())
+    }
+
     fn corrupt(&self, message: &str) -> StoreError {
         StoreError::State {
             path: self.path.clone(),
@@ -257,6 +278,14 @@ fn lock(mut file: File, path: &Path) -> Result<Flock<File>, StoreError> {
 pub fn decode_file(contents: &[u8]) -> Result<Option<(u64, usize, State)>, &'static str> {
     if contents.len() > FILE_LEN as usize {
         return Err("is larger than a state file can be");
+    }
+    // Empty: created, not yet reserved. Every other state file is FILE_LEN long from its
+    // first login on; a shorter one was cut, and what it held (the last used step, a
+    // lock) cannot be read as 'nothing yet'.
+    if !contents.is_empty() && contents.len() != FILE_LEN as usize {
+        return Err(
+            "is shorter than a state file; it was damaged outside pam-mfa (pam-mfa unlock resets it)",
+        );
     }
     let mut best: Option<(u64, usize, State)> = None;
     let mut blank = false;
@@ -432,6 +461,32 @@ mod tests {
         drop(file);
         let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
         assert_eq!(file.read().unwrap().last_step, Some(2));
+    }
+
+    #[test]
+    fn a_truncated_file_is_an_error_not_a_fresh_state_and_reset_starts_over() {
+        let (_temp, dir) = temp_store();
+        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
+        file.read().unwrap();
+        file.write(&sample(1)).unwrap();
+        file.write(&sample(2)).unwrap();
+        for cut in [100, SLOT_LEN as u64, 4096, FILE_LEN - 1] {
+            file.file.set_len(cut).unwrap();
+            drop(file);
+            file = StateFile::open_locked(&dir, "a.state").unwrap();
+            assert!(
+                matches!(file.read(), Err(StoreError::State { .. })),
+                "cut to {cut}"
+            );
+            assert_eq!(file.file.metadata().unwrap().len(), cut, "grown back");
+        }
+        file.reset().unwrap();
+        assert_eq!(file.read().unwrap(), State::default());
+        file.write(&sample(3)).unwrap();
+        drop(file);
+        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
+        assert_eq!(file.read().unwrap().last_step, Some(3));
+        assert_eq!(file.file.metadata().unwrap().len(), FILE_LEN);
     }
 
     #[test]
