@@ -337,6 +337,33 @@ fn google_authenticator_source_readable_by_others_is_refused_and_nothing_written
     assert_eq!(fingerprint(&source), before, "the source changed");
 }
 
+/// A DISALLOW_REUSE step after now (an edited file, or a clock that went back) would
+/// refuse every code until then: the account is not imported, and the reason says why.
+#[test]
+fn google_authenticator_used_step_in_the_future_is_refused_and_nothing_written() {
+    let sb = office(5);
+    let source = sb.path("alice.google_authenticator");
+    common::write_file(
+        &source,
+        &format!("{SECRET}\n\" DISALLOW_REUSE 99999999999\n\" TOTP_AUTH\n"),
+        0o400,
+    );
+    let store_before = store_names(&sb);
+
+    let run = pam_mfa(
+        &sb,
+        &["import", "google-authenticator", "--user", "alice"],
+        &[text(&source)],
+    )
+    .run();
+
+    expect_error(&run);
+    assert!(run.stderr.contains("DISALLOW_REUSE"), "{run:?}");
+    assert!(!run.stderr.contains(SECRET), "{run:?}");
+    assert_eq!(store_names(&sb), store_before, "something was written");
+    expect_not_enrolled(&sb, "alice");
+}
+
 #[test]
 fn google_authenticator_symlink_source_is_refused_and_nothing_written() {
     let sb = office(5);

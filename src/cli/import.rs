@@ -18,6 +18,8 @@ use super::account::{lookup, open_or_create_store};
 use super::input::read_line;
 use super::recovery::print_codes;
 use super::{CliError, ConfigArg};
+use crate::clock::{Clock, SystemClock};
+use crate::otp::totp::time_step;
 use crate::otpauth;
 use crate::policy;
 use crate::recovery;
@@ -221,6 +223,17 @@ fn import_one(
         Ok(parsed) => parsed,
         Err(why) => return Ok(Result1::Skipped(format!("{}: {why}", path.display()))),
     };
+    // A used step beyond the window ahead of now would refuse every code until then.
+    if let (Kind::Totp, Some(used)) = (parsed.record.kind, parsed.state.last_step) {
+        let now = time_step(SystemClock.now(), parsed.record.period);
+        if used > now + u64::from(parsed.record.window) {
+            return Ok(Result1::Skipped(format!(
+                "{}: DISALLOW_REUSE names time step {used}, after the current step {now}: \
+                 the file or the clock is wrong",
+                path.display()
+            )));
+        }
+    }
     let mut hashes = Vec::with_capacity(parsed.scratch.len());
     for code in &parsed.scratch {
         hashes.push(recovery::hash(code)?);
