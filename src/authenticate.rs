@@ -19,7 +19,7 @@ use crate::policy::{self, Context, Decision, Mode, Policy, PolicyError};
 use crate::qr::{Modules, TerminalQr};
 use crate::recovery::{self, RecoveryMatch};
 use crate::secret::SecretKey;
-use crate::store::{Kind, Record, State, Store, StoreError};
+use crate::store::{FailureCount, Kind, Record, State, Store, StoreError};
 use crate::username::UserName;
 
 /// The prompt every account sees, enrolled or not, known or not.
@@ -465,6 +465,18 @@ fn decide(
         });
     }
     let limits = &decision.limits;
+    // With `combined` the code is checked before the password: its wrong codes have their
+    // own count and lock, which shut only this way in.
+    let combined = conv.combined.is_some();
+    if combined {
+        if let Some(until) =
+            state
+                .combined
+                .locked_until(limits.max_failures, limits.lockout_seconds, now)
+        {
+            return Ok(Outcome::Locked { until });
+        }
+    }
     let code = answer
         .as_deref()
         .and_then(|a| Code::parse(a, record.digits));
@@ -521,6 +533,7 @@ fn decide(
                 failure_window_start: 0,
                 locked_until: 0,
                 last_success: now,
+                combined: FailureCount::default(),
                 ..state
             };
             if let Proof::Code(verified) = &proof {
@@ -541,7 +554,14 @@ fn decide(
         Err(Denial::NoCode) => Ok(Outcome::Denied(Denial::NoCode)),
         Err(denial) => {
             // Counted durably: a failure that cannot be counted is an error, not a retry.
-            let new_state = state.after_failure(limits.max_failures, limits.lockout_seconds, now);
+            let new_state = if combined {
+                State {
+                    combined: state.combined.after_failure(limits.lockout_seconds, now),
+                    ..state
+                }
+            } else {
+                state.after_failure(limits.max_failures, limits.lockout_seconds, now)
+            };
             state_file.write(&new_state)?;
             Ok(Outcome::Denied(denial))
         }

@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{sandbox, Sandbox, Totp, SECRET};
+use common::{avoid_step_boundary, sandbox, Pam, Sandbox, Totp, SECRET};
 
 const SERVICE: &str = "combined";
 
@@ -79,4 +79,58 @@ fn an_account_without_a_code_hands_on_the_whole_secret() {
     assert!(signs_in(&sb, "bob", "bob-pw-42"));
     // Nothing is split off for bob: six more digits make a wrong password.
     assert!(!signs_in(&sb, "bob", "bob-pw-42123456"));
+}
+
+/// The code is checked before the password, so wrong codes there are counted apart: someone
+/// who does not know the password can shut this way in for the account, not its other logins.
+#[test]
+fn wrong_codes_before_the_password_lock_only_the_combined_way_in() {
+    let sb = office();
+    let totp = Totp::new(SECRET);
+    for _ in 0..5 {
+        assert!(!signs_in(
+            &sb,
+            "alice",
+            &format!("not the password{}", totp.wrong_code())
+        ));
+    }
+    avoid_step_boundary(30);
+    // Locked: even the right password and code are refused here...
+    assert!(!signs_in(
+        &sb,
+        "alice",
+        &format!("correct horse{}", totp.code())
+    ));
+    let line = sb.audit_lines().pop().expect("an audit line");
+    assert!(line.get("reason").contains("locked"), "{line:#?}");
+    let status = sb.pam_mfa(&["status", "alice"]).run();
+    assert!(
+        status
+            .stdout
+            .contains("combined: codes typed with the password are refused until"),
+        "{status:?}"
+    );
+    // ...and the account's own prompt, which was never locked, still opens; the code that
+    // was refused above was not used up.
+    sb.login("alice")
+        .answer(&totp.code())
+        .run()
+        .expect_prompted()
+        .expect(Pam::Success);
+
+    // Locked again, then unlocked by the admin.
+    for _ in 0..5 {
+        assert!(!signs_in(
+            &sb,
+            "alice",
+            &format!("not the password{}", totp.wrong_code())
+        ));
+    }
+    let unlock = sb.pam_mfa(&["unlock", "alice", "--yes"]).run();
+    assert_eq!(unlock.code, Some(0), "{unlock:?}");
+    assert!(signs_in(
+        &sb,
+        "alice",
+        &format!("correct horse{}", totp.code_in_steps(1))
+    ));
 }

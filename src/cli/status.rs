@@ -35,6 +35,8 @@ struct Row {
     rule: String,
     enrolled: Option<String>,
     locked_until: Option<u64>,
+    /// The lock on codes typed with the password (`combined`), apart from the other.
+    combined_locked_until: Option<u64>,
     recovery_left: Option<usize>,
     last_login: Option<u64>,
     serial: Option<String>,
@@ -77,20 +79,25 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
             rule: "-".into(),
             enrolled: None,
             locked_until: None,
+            combined_locked_until: None,
             recovery_left: None,
             last_login: None,
             serial: None,
             manufacturer: None,
             problem: None,
         };
-        match lookup(user) {
+        let limits = match lookup(user) {
             Ok(account) => {
                 let decision = policy::evaluate(&policy, &account, &context);
                 row.mode = decision.mode.name().into();
                 row.rule = decision.by.rule_name().into();
+                Some(decision.limits)
             }
-            Err(e) => row.problem = Some(e.to_string()),
-        }
+            Err(e) => {
+                row.problem = Some(e.to_string());
+                None
+            }
+        };
         match store.record(user) {
             Ok(Some(record)) => {
                 row.enrolled = Some(format!("{} {}", record.kind.name(), record.algorithm));
@@ -100,6 +107,11 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                 match store.peek_state(user) {
                     Ok(Some(state)) => {
                         row.locked_until = state.locked_at(now).then_some(state.locked_until);
+                        row.combined_locked_until = limits.and_then(|l| {
+                            state
+                                .combined
+                                .locked_until(l.max_failures, l.lockout_seconds, now)
+                        });
                         row.last_login = (state.last_success > 0).then_some(state.last_success);
                     }
                     Ok(None) => {}
@@ -123,6 +135,7 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                     "enrolled": r.enrolled.is_some(),
                     "kind": r.enrolled,
                     "locked_until": r.locked_until,
+                    "combined_locked_until": r.combined_locked_until,
                     "recovery_codes_left": r.recovery_left,
                     "last_login": r.last_login,
                     "serial": r.serial,
@@ -166,6 +179,7 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
             row.last_login.map_or("never".into(), format_utc),
         );
         let needs_attention = row.locked_until.is_some()
+            || row.combined_locked_until.is_some()
             || row.problem.is_some()
             || (row.mode == Mode::Required.name() && row.enrolled.is_none());
         println!(
@@ -182,6 +196,14 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                 .as_ref()
                 .map_or(String::new(), |m| format!(" ({m})"));
             println!("  token: serial {serial}{made_by}");
+        }
+        if let Some(until) = row.combined_locked_until {
+            let note = format!(
+                "combined: codes typed with the password are refused until {} (pam-mfa unlock {})",
+                format_utc(until),
+                row.user
+            );
+            println!("  {}", paint(note, "31"));
         }
         if let Some(problem) = &row.problem {
             println!("  {}", paint(format!("problem: {problem}"), "31"));

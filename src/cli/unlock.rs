@@ -9,7 +9,7 @@ use super::input::confirm;
 use super::{CliError, ConfigArg};
 use crate::clock::{Clock, SystemClock};
 use crate::otp::totp::time_step;
-use crate::store::{Kind, State, StoreError};
+use crate::store::{FailureCount, Kind, State, StoreError};
 
 #[derive(Args, Debug)]
 pub struct UnlockArgs {
@@ -42,6 +42,7 @@ pub fn run(args: &UnlockArgs) -> Result<(), CliError> {
             failures: 0,
             failure_window_start: 0,
             locked_until: 0,
+            combined: FailureCount::default(),
             ..state
         },
         // A damaged state file: start over, treating every step up to now as used so

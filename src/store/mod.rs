@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::StoreError;
 pub use record::{Kind, Record};
-pub use state::{State, StateFile};
+pub use state::{FailureCount, State, StateFile};
 
 use crate::username::UserName;
 use fs::Dir;

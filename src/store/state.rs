@@ -52,6 +52,40 @@ pub struct State {
     pub verified_session: Option<u32>,
     /// When that session passed its code.
     pub verified_at: u64,
+    /// Wrong codes typed with the password (`combined`), checked before the password is:
+    /// counted apart, so that someone who does not know the password can lock only that
+    /// way in, never the account's other logins.
+    pub combined: FailureCount,
+}
+
+/// Wrong codes counted in a fixed window: `failures` since `window_start`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FailureCount {
+    pub failures: u32,
+    pub window_start: u64,
+}
+
+impl FailureCount {
+    /// The count after one more wrong code at `now`.
+    pub fn after_failure(self, lockout_seconds: u64, now: u64) -> FailureCount {
+        if self.failures == 0 || now.saturating_sub(self.window_start) >= lockout_seconds {
+            FailureCount {
+                failures: 1,
+                window_start: now,
+            }
+        } else {
+            FailureCount {
+                failures: self.failures.saturating_add(1),
+                ..self
+            }
+        }
+    }
+
+    /// Until when `max_failures` within `lockout_seconds` lock, if they do at `now`.
+    pub fn locked_until(self, max_failures: u32, lockout_seconds: u64, now: u64) -> Option<u64> {
+        let end = self.window_start.saturating_add(lockout_seconds);
+        (self.failures >= max_failures && now < end).then_some(end)
+    }
 }
 
 impl State {
@@ -343,6 +377,10 @@ fn encode(seq: u64, state: &State) -> [u8; SLOT_LEN] {
     slot[64] = u8::from(state.verified_session.is_some());
     slot[68..72].copy_from_slice(&state.verified_session.unwrap_or(0).to_le_bytes());
     slot[72..80].copy_from_slice(&state.verified_at.to_le_bytes());
+    // Bytes 80..96 were zero before these fields: a slot written without them reads as
+    // no combined failures, and an older reader skips them (the checksum covers them).
+    slot[80..84].copy_from_slice(&state.combined.failures.to_le_bytes());
+    slot[88..96].copy_from_slice(&state.combined.window_start.to_le_bytes());
     let checksum = Sha256::digest(&slot[..BODY_LEN]);
     slot[BODY_LEN..].copy_from_slice(&checksum);
     slot
@@ -374,6 +412,10 @@ fn decode(slot: &[u8; SLOT_LEN]) -> Option<(u64, State)> {
         last_success: u64_at(56),
         verified_session: (slot[64] == 1).then(|| u32_at(68)),
         verified_at: u64_at(72),
+        combined: FailureCount {
+            failures: u32_at(80),
+            window_start: u64_at(88),
+        },
     };
     Some((u64_at(8), state))
 }
@@ -393,7 +435,28 @@ mod tests {
             last_success: 1_700_000_100,
             verified_session: Some(34),
             verified_at: 1_700_000_100,
+            combined: FailureCount {
+                failures: 3,
+                window_start: 1_700_000_050,
+            },
         }
+    }
+
+    #[test]
+    fn combined_failures_lock_within_a_fixed_window() {
+        let mut count = FailureCount::default();
+        for n in 0..4u64 {
+            count = count.after_failure(300, 1000 + n);
+            assert_eq!(count.locked_until(5, 300, 1000 + n), None);
+        }
+        count = count.after_failure(300, 1010);
+        assert_eq!(count.failures, 5);
+        assert_eq!(count.locked_until(5, 300, 1010), Some(1300));
+        assert_eq!(count.locked_until(5, 300, 1299), Some(1300));
+        assert_eq!(count.locked_until(5, 300, 1300), None);
+        // After the window a wrong code starts a new count.
+        let next = count.after_failure(300, 1300);
+        assert_eq!((next.failures, next.window_start), (1, 1300));
     }
 
     #[test]
