@@ -53,11 +53,12 @@ pub enum Session {
 }
 
 impl Session {
-    fn id(self) -> Option<u32> {
+    /// The session id for the account `uid`, if it has one.
+    fn id(self, uid: u32) -> Option<u32> {
         match self {
             Session::Unset => None,
             Session::Id(id) => Some(id),
-            Session::Audit => audit_session(),
+            Session::Audit => audit_session(uid),
         }
     }
 }
@@ -68,10 +69,19 @@ impl From<Option<u32>> for Session {
     }
 }
 
-/// The audit session of this process, as pam_loginuid set it; None when unset.
-fn audit_session() -> Option<u32> {
-    let text = std::fs::read_to_string("/proc/self/sessionid").ok()?;
-    text.trim().parse::<u32>().ok().filter(|id| *id != u32::MAX)
+/// The audit session of this process, as pam_loginuid set it, when it is the account's
+/// own: its login uid is `uid`. None when unset, or when the session is someone else's,
+/// as in a daemon started by hand from an admin's shell, which keeps that shell's session
+/// for every client it serves.
+fn audit_session(uid: u32) -> Option<u32> {
+    let read = |path: &str| -> Option<u32> {
+        let text = std::fs::read_to_string(path).ok()?;
+        text.trim().parse::<u32>().ok().filter(|id| *id != u32::MAX)
+    };
+    if read("/proc/self/loginuid")? != uid {
+        return None;
+    }
+    read("/proc/self/sessionid")
 }
 
 /// The application's conversation function.
@@ -372,13 +382,6 @@ fn decide(
     trail: &mut Trail,
 ) -> Result<Outcome, Failure> {
     let policy = policy::load(&options.config).map_err(Failure::Policy)?;
-    // Recorded at every verified login (an ssh login's session serves a later sudo), but
-    // only worth reading when some rule can remember it.
-    let session = if policy.rules.iter().any(|r| r.remember_seconds.is_some()) {
-        request.session.id()
-    } else {
-        None
-    };
     let mut answers = Answers::new(conv, options.combined)?;
     let conv = &mut answers;
 
@@ -400,6 +403,13 @@ fn decide(
     if request.user.as_deref() != Some(name.as_str()) {
         trail.account = Some(name.to_string());
     }
+    // Recorded at every verified login (an ssh login's session serves a later sudo), but
+    // only worth reading when some rule can remember it.
+    let session = if policy.rules.iter().any(|r| r.remember_seconds.is_some()) {
+        request.session.id(account.uid)
+    } else {
+        None
+    };
     let today = clock.today();
     let context = Context {
         service: &request.service,

@@ -645,6 +645,30 @@ fn a_remembered_session_is_remembered_for_its_account_only() {
     session.runs[2].expect_not_prompted().expect(Pam::Success);
 }
 
+/// A session whose login uid is someone else's (a daemon started by hand from an admin's
+/// shell serves every client in that shell's session) remembers nothing for the account.
+#[test]
+fn a_session_of_another_login_uid_is_not_remembered() {
+    if !audit_sessions_available("a_session_of_another_login_uid_is_not_remembered") {
+        return;
+    }
+    let sb = remembering(600);
+    let totp = Totp::new(SECRET);
+    avoid_step_boundary(30);
+    let session = in_audit_session(
+        &sb,
+        4242,
+        vec![
+            Step::Login(sb.login("ops").rhost("10.0.0.5").answer(&totp.code())),
+            Step::Login(sb.login("ops").rhost("203.0.113.66")),
+        ],
+    );
+    assert_ne!(session.id, UNSET_SESSION);
+    session.runs[0].expect_prompted().expect(Pam::Success);
+    session.runs[1].expect_prompted().expect(Pam::ConvErr);
+    sb.audit_lines();
+}
+
 #[test]
 fn without_an_audit_session_every_login_is_asked() {
     if !audit_sessions_available("without_an_audit_session_every_login_is_asked") {
