@@ -520,6 +520,68 @@ fn faults() -> PathBuf {
         .clone()
 }
 
+/// `enroll --force` killed between its renames (emptying the old recovery codes, the new
+/// record, the new codes): the old codes never outlive the old secret, and whichever secret
+/// the record holds signs in.
+#[test]
+fn enroll_force_killed_between_renames_never_keeps_the_old_recovery_codes() {
+    for at in [1, 2, 3] {
+        let sb = common::sandbox()
+            .user("alice", 1000)
+            .policy("store_dir = \"{store}\"\ndefault_mode = \"required\"\n");
+        let first = sb
+            .pam_mfa(&["enroll", "alice", "--secret-stdin", "--no-confirm"])
+            .stdin(&format!("{}\n", common::SECRET))
+            .run();
+        assert_eq!(first.code, Some(0), "{first:?}");
+        let old_codes = recovery_codes(&first.stdout);
+        assert!(!old_codes.is_empty(), "{first:?}");
+        let old_record = fs::read(sb.record_path("alice")).unwrap();
+
+        let at_text = at.to_string();
+        let killed = sb
+            .pam_mfa(&[
+                "enroll",
+                "alice",
+                "--secret-stdin",
+                "--no-confirm",
+                "--force",
+            ])
+            .env(
+                "LD_PRELOAD",
+                &format!("{} libnss_wrapper.so", faults().display()),
+            )
+            .env("PAM_MFA_FAULT", "rename-kill")
+            .env("PAM_MFA_FAULT_AT", &at_text)
+            .stdin(&format!("{}\n", common::OTHER_SECRET))
+            .run();
+        assert_eq!(killed.code, None, "rename {at}: not killed: {killed:?}");
+
+        let record = fs::read(sb.record_path("alice")).unwrap();
+        let kept_old = record == old_record;
+        if at > 1 {
+            // Past the first rename the old codes are gone, whatever else happened.
+            let recovery = sb.login("alice").answer(&old_codes[0]).run();
+            assert_ne!(
+                recovery.rounds,
+                [common::Pam::Success],
+                "rename {at}: {recovery:?}"
+            );
+        }
+        assert_eq!(kept_old, at <= 2, "rename {at}: which record");
+        let secret = if kept_old {
+            common::SECRET
+        } else {
+            common::OTHER_SECRET
+        };
+        common::avoid_step_boundary(30);
+        sb.login("alice")
+            .answer(&common::Totp::new(secret).code())
+            .run()
+            .expect(common::Pam::Success);
+    }
+}
+
 #[test]
 fn a_wrong_code_asks_libpam_for_the_policys_failure_delay() {
     let sb = common::sandbox()

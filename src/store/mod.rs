@@ -105,6 +105,10 @@ impl Store {
     /// Saves a new enrollment under the account's state lock: the record (replacing an
     /// existing one only if `replace`), a fresh `state` (a TOTP step never goes back,
     /// even across a new secret) and the recovery-code hashes.
+    ///
+    /// A replacement first empties the old recovery codes, so that a crash at any point
+    /// leaves either the old secret or the new one, and never the new secret with the old
+    /// codes (re-enrolling after a lost device must end them).
     pub fn enroll(
         &self,
         user: &UserName,
@@ -114,9 +118,20 @@ impl Store {
         replace: bool,
     ) -> Result<(), StoreError> {
         let mut state_file = self.lock_state(user)?;
-        let old = state_file.read().unwrap_or_default();
+        let old = match state_file.read() {
+            Ok(old) => old,
+            // A damaged state file: the new enrollment starts it over.
+            Err(StoreError::State { .. }) => {
+                state_file.reset()?;
+                State::default()
+            }
+            Err(e) => return Err(e),
+        };
         if record.kind == Kind::Totp {
             state.last_step = state.last_step.max(old.last_step);
+        }
+        if replace && self.is_enrolled(user)? {
+            self.write_recovery_hashes(user, &[])?;
         }
         self.write_record(user, record, replace)?;
         state_file.write(&state)?;

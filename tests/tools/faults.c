@@ -10,6 +10,9 @@
  *   pwrite-slow     pwrite()/pwrite64() first sleeps PAM_MFA_FAULT_DELAY_MS milliseconds
  *                   (default 50): a slow disk, which holds a read-modify-write open long
  *                   enough for a parallel login to slip in unless a lock keeps it out.
+ *   rename-kill     the PAM_MFA_FAULT_AT-th call of renameat2() (default 1) kills the
+ *                   process by SIGKILL before it renames: a crash between the steps of a
+ *                   write that replaces files.
  * Unset (or any other value), every call goes straight to libc.
  *
  * PAM_MFA_GATE=PATH holds the process at its start, so that many processes can be let go
@@ -119,4 +122,21 @@ ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
 	if (fault_is("pwrite-slow"))
 		slow_disk();
 	return real(fd, buf, count, (off64_t)offset);
+}
+
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+	      unsigned int flags)
+{
+	static int calls;
+	int (*real)(int, const char *, int, const char *, unsigned int) =
+		(int (*)(int, const char *, int, const char *, unsigned int))next("renameat2");
+	if (fault_is("rename-kill")) {
+		const char *text = getenv("PAM_MFA_FAULT_AT");
+		long at = text != NULL ? strtol(text, NULL, 10) : 1;
+		if (++calls == at) {
+			raise(SIGKILL);
+			abort();
+		}
+	}
+	return real(olddirfd, oldpath, newdirfd, newpath, flags);
 }
