@@ -171,6 +171,39 @@ fn qr_png_onto_an_existing_file_or_a_symlink_is_refused_and_writes_nothing() {
     }
 }
 
+/// An image in the store would take the place of a record: refused before anything is
+/// written, as is one in a directory that does not exist (with a plain reason).
+#[test]
+fn qr_images_in_the_store_or_nowhere_are_refused_and_write_nothing() {
+    let sb = office(5);
+    let store_before = store_names(&sb);
+    for (option, target, reason) in [
+        ("--qr-png", sb.store().join("bob.toml"), "store directory"),
+        ("--qr-svg", sb.store().join("x.svg"), "store directory"),
+        (
+            "--qr-png",
+            sb.path("missing/q.png"),
+            "directory does not exist",
+        ),
+    ] {
+        let run = pam_mfa(
+            &sb,
+            &["enroll", "bob", "--no-confirm", "--qr", "none"],
+            &[option, text(&target)],
+        )
+        .run();
+        expect_error(&run);
+        assert!(run.stderr.contains(reason), "{run:?}");
+        assert!(!run.stdout.contains("otpauth://"), "{run:?}");
+        assert_eq!(
+            store_names(&sb),
+            store_before,
+            "{option} {}",
+            target.display()
+        );
+    }
+}
+
 // --- the otpauth URI -------------------------------------------------------------------------
 
 #[test]

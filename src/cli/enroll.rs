@@ -123,6 +123,9 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     };
     let label = args.label.clone().unwrap_or_else(|| user.to_string());
     let uri = otpauth(&record, &issuer, &label);
+    for image in [&args.qr_png, &args.qr_svg].into_iter().flatten() {
+        outside_the_store(image, store.path())?;
+    }
     show(&uri, args)?;
 
     let mut state = State::default();
@@ -194,6 +197,26 @@ fn show(uri: &str, args: &EnrollArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Refuses an image path in the store directory: a file there could take the place of
+/// the account's record (`--qr-png /var/lib/pam-mfa/alice.toml`).
+fn outside_the_store(image: &Path, store: &Path) -> Result<(), CliError> {
+    let parent = match image.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let inside = match (parent.canonicalize(), store.canonicalize()) {
+        (Ok(parent), Ok(store)) => parent == store,
+        _ => false,
+    };
+    if inside {
+        return Err(CliError::new(format!(
+            "{}: the image may not go in the store directory",
+            image.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes `contents` to a new file of mode 0600; an existing file is an error.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), CliError> {
     let mut file = OpenOptions::new()
@@ -203,10 +226,14 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), CliError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| {
-            CliError::new(format!(
-                "{}: {e} (the file must not exist yet)",
-                path.display()
-            ))
+            let why = match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    "exists already; the image is only written as a new file".to_owned()
+                }
+                std::io::ErrorKind::NotFound => "its directory does not exist".to_owned(),
+                _ => e.to_string(),
+            };
+            CliError::new(format!("{}: {why}", path.display()))
         })?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
