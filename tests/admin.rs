@@ -670,6 +670,49 @@ fn status_shows_mode_rule_kind_lock_recovery_codes_and_last_login() {
     assert_eq!(carol[8..], ["10", "never"]);
 }
 
+/// The rollout check: every account NSS lists that some login may ask for a code (root;
+/// wheel through the required rule) and that has no secret; exit status 1 until none.
+#[test]
+fn status_missing_lists_who_may_need_a_code_and_has_no_secret() {
+    let sb = office(5).user("carol", 1002).group("ops", 20, &["carol"]);
+    let run = sb.pam_mfa(&["status", "--missing"]).run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let named: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(named, ["root", "alice"], "{run:?}");
+    assert!(
+        run.stdout.contains("rule 'privileged' requires a code"),
+        "{run:?}"
+    );
+
+    let sb = sb
+        .enroll_with_cli("alice", SECRET)
+        .enroll_with_cli("root", OTHER_SECRET);
+    let run = sb.pam_mfa(&["status", "--missing", "--json"]).run();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.stdout.trim(), "[]", "{run:?}");
+}
+
+/// An account status cannot show is reported, and the exit status says so, after the rest.
+#[test]
+fn status_of_an_unknown_account_exits_1_after_showing_the_others() {
+    let sb = office(5).enroll_with_cli("alice", SECRET);
+    let run = sb.pam_mfa(&["status", "--json", "alice", "nobody"]).run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let rows: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(rows[0]["problem"], Value::Null, "{rows:#}");
+    assert!(
+        rows[1]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("no such user"),
+        "{rows:#}"
+    );
+}
+
 // --- unlock, remove, recovery ----------------------------------------------------------------
 
 #[test]

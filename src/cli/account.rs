@@ -3,6 +3,9 @@
 
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
+use std::process::Command;
+
 use super::CliError;
 use crate::accounts::{self, Account, AccountError};
 use crate::policy::{self, Policy};
@@ -61,4 +64,28 @@ fn owner_hint(e: crate::store::StoreError) -> CliError {
         } => CliError::new(format!("{e}; run pam-mfa as root")),
         _ => CliError::from(e),
     }
+}
+
+/// (name, uid, home) of every account NSS enumerates.
+pub fn all_accounts() -> Result<Vec<(String, u32, PathBuf)>, CliError> {
+    let output = Command::new("getent")
+        .arg("passwd")
+        .output()
+        .map_err(|e| CliError::new(format!("cannot run getent passwd: {e}")))?;
+    if !output.status.success() {
+        return Err(CliError::new("getent passwd failed; cannot list accounts"));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let uid = fields.get(2)?.parse().ok()?;
+            Some((
+                fields.first()?.to_string(),
+                uid,
+                PathBuf::from(fields.get(5)?),
+            ))
+        })
+        .collect())
 }

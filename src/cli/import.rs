@@ -7,14 +7,13 @@ use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use clap::{Args, Subcommand};
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use zeroize::Zeroizing;
 
-use super::account::{lookup, open_or_create_store};
+use super::account::{all_accounts, lookup, open_or_create_store};
 use super::input::read_line;
 use super::recovery::print_codes;
 use super::{CliError, ConfigArg};
@@ -418,30 +417,6 @@ fn home_of(user: &UserName) -> Result<PathBuf, CliError> {
         Ok(Some(entry)) => Ok(entry.dir),
         _ => Err(CliError::new(format!("no home directory for {user}"))),
     }
-}
-
-/// (name, uid, home) of every account NSS enumerates.
-fn all_accounts() -> Result<Vec<(String, u32, PathBuf)>, CliError> {
-    let output = Command::new("getent")
-        .arg("passwd")
-        .output()
-        .map_err(|e| CliError::new(format!("cannot run getent passwd: {e}")))?;
-    if !output.status.success() {
-        return Err(CliError::new("getent passwd failed; cannot list accounts"));
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            let uid = fields.get(2)?.parse().ok()?;
-            Some((
-                fields.first()?.to_string(),
-                uid,
-                PathBuf::from(fields.get(5)?),
-            ))
-        })
-        .collect())
 }
 
 #[cfg(test)]

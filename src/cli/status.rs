@@ -1,4 +1,5 @@
-//! `pam-mfa status [USER...]`: who must give a code, who is enrolled, who is locked.
+//! `pam-mfa status [USER...]`: who must give a code, who is enrolled, who is locked;
+//! `pam-mfa status --missing`: who may have to give a code and has no secret.
 
 #![forbid(unsafe_code)]
 
@@ -7,8 +8,9 @@ use std::io::IsTerminal;
 use clap::Args;
 use serde_json::json;
 
-use super::account::{lookup, open_store};
+use super::account::{all_accounts, lookup, open_store};
 use super::{CliError, ConfigArg};
+use crate::accounts;
 use crate::clock::{format_utc, Clock, SystemClock};
 use crate::policy::{self, Context, Mode};
 use crate::store::Store;
@@ -17,8 +19,12 @@ use crate::username::UserName;
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Accounts to show (default: every enrolled account).
-    #[arg(conflicts_with = "serial")]
+    #[arg(conflicts_with_all = ["serial", "missing"])]
     users: Vec<String>,
+    /// List every account NSS enumerates that the policy may require a code of (root, a
+    /// required rule or default) and that has no secret; exit status 1 if there is one.
+    #[arg(long, conflicts_with = "serial")]
+    missing: bool,
     /// Show the account that the hardware token with this serial number is assigned to.
     #[arg(long, value_name = "SERIAL")]
     serial: Option<String>,
@@ -47,6 +53,9 @@ struct Row {
 pub fn run(args: &StatusArgs) -> Result<(), CliError> {
     let policy = policy::load(&args.config.config)?;
     let store = open_store(&policy)?;
+    if args.missing {
+        return missing(&policy, &store, args.json);
+    }
     let users = if let Some(serial) = &args.serial {
         let holders = token_holders(&store, serial.trim())?;
         if holders.is_empty() {
@@ -145,7 +154,7 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
             })
             .collect();
         println!("{:#}", serde_json::Value::Array(list));
-        return Ok(());
+        return problems(&rows);
     }
 
     let colour = std::io::stdout().is_terminal();
@@ -209,7 +218,61 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
             println!("  {}", paint(format!("problem: {problem}"), "31"));
         }
     }
-    Ok(())
+    problems(&rows)
+}
+
+/// Exit status 1 when an account shown has a problem (unknown, unreadable record or
+/// state), after every account was shown: scripts see it without parsing the output.
+fn problems(rows: &[Row]) -> Result<(), CliError> {
+    if rows.iter().any(|r| r.problem.is_some()) {
+        Err(CliError::silent())
+    } else {
+        Ok(())
+    }
+}
+
+/// `status --missing`: the accounts, of all NSS enumerates, that some login may ask for a
+/// code and that have no secret, with the reason (or the error that hides it).
+fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), CliError> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for (name, _, _) in all_accounts()? {
+        let Ok(user) = UserName::parse(&name) else {
+            continue;
+        };
+        if store.is_enrolled(&user)? {
+            continue;
+        }
+        let why = match accounts::lookup(&user) {
+            Ok(account) => match policy::may_require(policy, &account) {
+                Some(rule) if rule == "root" => "uid 0 always needs a code".to_owned(),
+                Some(rule) if rule == "default" => "default_mode is required".to_owned(),
+                Some(rule) => format!("rule '{rule}' requires a code"),
+                None => continue,
+            },
+            Err(e) => format!("cannot tell: {e}"),
+        };
+        if !found.iter().any(|(n, _)| *n == name) {
+            found.push((name, why));
+        }
+    }
+    if json {
+        let list: Vec<_> = found
+            .iter()
+            .map(|(user, why)| json!({ "user": user, "why": why }))
+            .collect();
+        println!("{:#}", serde_json::Value::Array(list));
+    } else if found.is_empty() {
+        println!("every account that may need a code has a secret");
+    } else {
+        for (user, why) in &found {
+            println!("{user:<16} no secret: {why}");
+        }
+    }
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::silent())
+    }
 }
 
 /// The enrolled accounts whose record names the token `serial`. A record that cannot be

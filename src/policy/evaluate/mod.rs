@@ -213,6 +213,31 @@ pub fn evaluate(policy: &Policy, account: &Account, context: &Context<'_>) -> De
     }
 }
 
+/// Why `account` may have to give a code somewhere, whatever the service or the remote
+/// host: uid 0, `default_mode = "required"`, or a `required` rule that names it (or
+/// everyone) in its account condition. None when no login can require one. Rules before
+/// it that could exempt the account are not weighed: for a rollout check, a maybe is a yes.
+pub fn may_require(policy: &Policy, account: &Account) -> Option<String> {
+    if account.uid == 0 {
+        return Some("root".into());
+    }
+    let named = |rule: &&Rule| {
+        !rule.names_accounts()
+            || rule.users.iter().any(|u| u == account.name.as_str())
+            || rule.groups.iter().any(|g| account.groups.contains(g))
+            || rule.uids.iter().any(|r| r.contains(&account.uid))
+    };
+    if let Some(rule) = policy
+        .rules
+        .iter()
+        .filter(|r| r.mode == Mode::Required)
+        .find(named)
+    {
+        return Some(rule.name.clone());
+    }
+    (policy.default_mode == Mode::Required).then(|| "default".into())
+}
+
 /// How `rule` matches, or None.
 fn matches(rule: &Rule, account: &Account, service: &str, rhost: Rhost) -> Option<Match> {
     let via = if !rule.names_accounts() {
