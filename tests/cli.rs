@@ -356,3 +356,22 @@ fn usage_errors_exit_with_status_2() {
     }
     expect_not_enrolled(&sb, "alice");
 }
+
+/// A reader that goes away (`pam-mfa ... | head -1`) ends the command quietly with status
+/// 141, as SIGPIPE would, not with a panic message.
+#[test]
+fn a_closed_pipe_on_stdout_ends_quietly() {
+    let sb = office();
+    let run = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("( sleep 0.3; exec \"$0\" \"$@\" ) | true; echo \"status ${PIPESTATUS[0]}\"")
+        .arg(common::cli_path())
+        .args(["policy", "check", "--config"])
+        .arg(sb.policy_path())
+        .output()
+        .expect("run bash");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(stdout.trim(), "status 141", "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -95,7 +95,27 @@ impl CliError {
 
 /// Runs the command line; usage errors exit with 2 (clap), other errors with 1.
 pub fn main() -> ExitCode {
+    quiet_broken_pipe();
     run(Cli::parse())
+}
+
+/// A reader that went away (`pam-mfa status | head -1`) ends the command quietly with
+/// status 141, as SIGPIPE would, instead of a panic message: Rust ignores SIGPIPE, so
+/// `println!` panics on EPIPE.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("os error 32") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// Runs the command line given as `args` (the first is the program name), in this
