@@ -88,6 +88,12 @@ pub const RULE_TABLE: &str = "rule";
 const MAX_DEPTH: usize = 8;
 
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+    if text.starts_with('\u{feff}') {
+        return Err(SyntaxError {
+            at: 0,
+            message: "the file starts with a byte order mark; save it as UTF-8 without one".into(),
+        });
+    }
     let mut reader = Reader {
         text,
         bytes: text.as_bytes(),
@@ -708,6 +714,11 @@ mod tests {
             ("a = 1\nb = 2\na = 3\n", 3, "set twice"),
             ("[[rule]]\nname = 'x'\nname = 'y'\n", 3, "set twice"),
             ("rule = \"required\"\n", 1, "[[rule]]"),
+            (
+                "\u{feff}default_mode = \"required\"\n",
+                1,
+                "byte order mark",
+            ),
         ];
         for (text, line, word) in cases {
             let e = refused(text);

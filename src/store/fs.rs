@@ -254,8 +254,13 @@ fn check_owner_and_mode(stat: &FileStat, path: &Path) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// ENOTDIR from an open with O_DIRECTORY|O_NOFOLLOW: a symlink (even to a directory)
+/// gives it too, and is named as such.
 fn not_a_directory(path: &Path) -> StoreError {
-    StoreError::NotDirectory { path: path.into() }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => StoreError::Symlink { path: path.into() },
+        _ => StoreError::NotDirectory { path: path.into() },
+    }
 }
 
 pub fn io(path: &Path, action: &'static str, errno: Errno) -> StoreError {
@@ -290,6 +295,19 @@ mod tests {
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     use super::*;
+
+    #[test]
+    fn a_store_path_that_is_a_symlink_to_a_directory_is_named_a_symlink() {
+        let (temp, dir) = temp_store();
+        let link = temp.path().join("link");
+        symlink(dir.path(), &link).unwrap();
+        let error = Dir::open(&link).err().expect("a symlink is refused");
+        assert!(matches!(error, StoreError::Symlink { .. }), "{error}");
+        let file = temp.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let error = Dir::open(&file).err().expect("a file is refused");
+        assert!(matches!(error, StoreError::NotDirectory { .. }), "{error}");
+    }
 
     #[test]
     fn a_symlink_planted_at_a_new_file_name_is_never_followed() {
