@@ -696,6 +696,26 @@ fn status_missing_lists_who_may_need_a_code_and_has_no_secret() {
     assert_eq!(run.stdout.trim(), "[]", "{run:?}");
 }
 
+/// A recovery file that cannot be read (here a symlink) is a problem status shows, not "-".
+#[test]
+fn status_reports_an_unreadable_recovery_file() {
+    let sb = office(5).enroll_with_cli("alice", SECRET);
+    let recovery = sb.store().join("alice.recovery");
+    let elsewhere = sb.path("elsewhere");
+    fs::rename(&recovery, &elsewhere).unwrap();
+    symlink(&elsewhere, &recovery).unwrap();
+    let run = sb.pam_mfa(&["status", "--json", "alice"]).run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let rows: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(
+        rows[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("alice.recovery"),
+        "{rows:#}"
+    );
+}
+
 /// An account status cannot show is reported, and the exit status says so, after the rest.
 #[test]
 fn status_of_an_unknown_account_exits_1_after_showing_the_others() {

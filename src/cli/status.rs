@@ -112,7 +112,10 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                 row.enrolled = Some(format!("{} {}", record.kind.name(), record.algorithm));
                 row.serial = record.serial.as_ref().map(ToString::to_string);
                 row.manufacturer = record.manufacturer.as_ref().map(ToString::to_string);
-                row.recovery_left = store.recovery_hashes(user).ok().map(|h| h.len());
+                match store.recovery_hashes(user) {
+                    Ok(hashes) => row.recovery_left = Some(hashes.len()),
+                    Err(e) => row.problem = Some(e.to_string()),
+                }
                 match store.peek_state(user) {
                     Ok(Some(state)) => {
                         row.locked_until = state.locked_at(now).then_some(state.locked_until);

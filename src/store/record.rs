@@ -222,7 +222,7 @@ impl Record {
                     let parsed = u32::try_from(n).map_err(|_| {
                         error(line_no, format!("window: {n} is negative or too large"))
                     })?;
-                    if window.replace(parsed).is_some() {
+                    if window.replace((parsed, line_no)).is_some() {
                         return Err(duplicate());
                     }
                 }
@@ -255,10 +255,12 @@ impl Record {
             Kind::Totp => (kind.default_window(), MAX_TOTP_WINDOW),
             Kind::Hotp => (kind.default_window(), MAX_HOTP_WINDOW),
         };
-        let window = window.unwrap_or(default_window);
+        // Checked here, against the kind, which may come later in the file; the error
+        // still names the window's line.
+        let (window, window_line) = window.unwrap_or((default_window, 1));
         if window > max_window {
             return Err(error(
-                1,
+                window_line,
                 format!(
                     "window: {window} is more than {max_window} for a {} secret",
                     kind.name()
@@ -390,7 +392,8 @@ mod tests {
             ("secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\ncolour = \"red\"\n", 2, "colour"),
             ("secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nperiod = \"30\"\n", 2, "integer"),
             ("secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nperiod = 0\n", 2, "period"),
-            ("secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nwindow = 50\n", 1, "window"),
+            ("secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nwindow = 50\n", 2, "window"),
+            ("# a record\nsecret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\n\nwindow = 11\nkind = \"totp\"\n", 4, "window"),
             ("secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nalgorithm = \"MD5\"\n", 2, "MD5"),
             ("secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nsecret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\n", 2, "twice"),
             ("secret = GEZDGNBVGY3TQOJQ\n", 1, "string"),
