@@ -12,7 +12,7 @@ use crate::accounts::{self, Account, AccountError};
 use crate::audit::{self, Event, Sink, Syslog, Verdict};
 use crate::clock::{Clock, Date};
 use crate::otp::verify::{verify_hotp, verify_totp, Code, Rejection, TotpParams, Verified};
-use crate::otp::Digits;
+use crate::otp::{Algorithm, Digits};
 use crate::otpauth::otpauth;
 use crate::pam::codes::PamCode;
 use crate::policy::{self, Context, Decision, Mode, Policy, PolicyError};
@@ -606,7 +606,8 @@ fn enroll_at_login(
     if request.silent {
         return Ok(Outcome::Denied(Denial::EnrollmentSilenced));
     }
-    let secret = SecretKey::generate().map_err(|e| Failure::System(e.to_string()))?;
+    let secret =
+        SecretKey::generate(Algorithm::Sha1).map_err(|e| Failure::System(e.to_string()))?;
     let record = Record::new_totp(secret);
     let issuer = nix::unistd::gethostname()
         .ok()

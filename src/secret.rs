@@ -8,12 +8,12 @@ use std::fmt;
 use data_encoding::BASE32_NOPAD;
 use zeroize::Zeroizing;
 
+use crate::otp::Algorithm;
+
 /// Fewest key bytes accepted: 80 bits, what google-authenticator-libpam generates.
 pub const MIN_KEY_BYTES: usize = 10;
 /// Most key bytes accepted (a SHA512 block).
 pub const MAX_KEY_BYTES: usize = 128;
-/// Bytes in a newly generated key: 160 bits, as RFC 4226 recommends.
-pub const NEW_KEY_BYTES: usize = 20;
 
 /// An HMAC key. Wiped when dropped; `Debug` shows nothing of it.
 pub struct SecretKey(Zeroizing<Vec<u8>>);
@@ -50,9 +50,9 @@ impl fmt::Display for SecretError {
 impl std::error::Error for SecretError {}
 
 impl SecretKey {
-    /// A new random key from the operating system.
-    pub fn generate() -> Result<SecretKey, SecretError> {
-        let mut bytes = Zeroizing::new(vec![0u8; NEW_KEY_BYTES]);
+    /// A new random key from the operating system, as long as `algorithm`'s output.
+    pub fn generate(algorithm: Algorithm) -> Result<SecretKey, SecretError> {
+        let mut bytes = Zeroizing::new(vec![0u8; algorithm.key_bytes()]);
         getrandom::fill(&mut bytes).map_err(|e| SecretError::Random(e.to_string()))?;
         Ok(SecretKey(bytes))
     }
@@ -147,11 +147,25 @@ mod tests {
     }
 
     #[test]
-    fn generated_keys_are_160_bits_and_differ() {
-        let a = SecretKey::generate().unwrap();
-        let b = SecretKey::generate().unwrap();
+    fn generated_keys_are_as_long_as_the_hash_and_differ() {
+        let a = SecretKey::generate(Algorithm::Sha1).unwrap();
+        let b = SecretKey::generate(Algorithm::Sha1).unwrap();
         assert_eq!(a.as_bytes().len(), 20);
         assert_ne!(a.as_bytes(), b.as_bytes());
+        assert_eq!(
+            SecretKey::generate(Algorithm::Sha256)
+                .unwrap()
+                .as_bytes()
+                .len(),
+            32
+        );
+        assert_eq!(
+            SecretKey::generate(Algorithm::Sha512)
+                .unwrap()
+                .as_bytes()
+                .len(),
+            64
+        );
     }
 
     #[test]

@@ -211,9 +211,9 @@ fn uri_carries_the_percent_encoded_issuer_as_label_prefix_and_parameter() {
     let cases: [(&[&str], &str, &str); 3] = [
         (&["--issuer", "ACME Co"], "totp", "ACME%20Co:alice"),
         (
-            &["--issuer", "A&B: Ops", "--label", "Alice Smith"],
+            &["--issuer", "A&B Ops/#1", "--label", "Alice Smith"],
             "totp",
-            "A%26B%3A%20Ops:Alice%20Smith",
+            "A%26B%20Ops%2F%231:Alice%20Smith",
         ),
         (
             &["--issuer", "ACME Co", "--hotp"],
@@ -264,6 +264,51 @@ fn uri_carries_the_percent_encoded_issuer_as_label_prefix_and_parameter() {
             "totp" => assert_eq!(value("period"), "30", "{uri}"),
             _ => assert_eq!(value("counter"), "0", "{uri}"),
         }
+    }
+}
+
+/// What the Key Uri Format cannot carry is refused as a usage error, before anything is
+/// made or written: an empty or colon-holding issuer or label, a period for HOTP.
+#[test]
+fn uri_options_the_format_cannot_carry_are_refused() {
+    let sb = office(5);
+    for options in [
+        &["--issuer", ""][..],
+        &["--issuer", "ACME:Ops"],
+        &["--label", " "],
+        &["--label", "alice:admin"],
+        &["--hotp", "--period", "60"],
+    ] {
+        let run = pam_mfa(
+            &sb,
+            &["enroll", "alice", "--no-confirm", "--qr", "none"],
+            options,
+        )
+        .run();
+        assert_eq!(run.code, Some(2), "{options:?}: {run:?}");
+        assert!(!run.stdout.contains("otpauth://"), "{options:?}: {run:?}");
+        expect_not_enrolled(&sb, "alice");
+    }
+}
+
+/// A new secret is as long as its hash's output (RFC 4226 R6, RFC 6238 5.1).
+#[test]
+fn a_new_secret_is_as_long_as_the_hash() {
+    for (algorithm, bytes) in [("sha1", 20usize), ("sha256", 32), ("sha512", 64)] {
+        let sb = office(5);
+        let run = pam_mfa(
+            &sb,
+            &["enroll", "alice", "--no-confirm", "--qr", "none"],
+            &["--algorithm", algorithm],
+        )
+        .run();
+        assert_eq!(run.code, Some(0), "{run:?}");
+        let secret = common::uri_secret(&printed_uri(&run));
+        assert_eq!(
+            secret.len(),
+            (bytes * 8).div_ceil(5),
+            "{algorithm}: {secret}"
+        );
     }
 }
 

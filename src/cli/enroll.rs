@@ -48,11 +48,11 @@ pub struct EnrollArgs {
     /// Replace the secret of an account that is enrolled already.
     #[arg(long)]
     force: bool,
-    /// Issuer shown by the app (default: this host's name).
-    #[arg(long)]
+    /// Issuer shown by the app (default: this host's name); not empty, no colon.
+    #[arg(long, value_parser = uri_name)]
     issuer: Option<String>,
-    /// Account label shown by the app (default: the user name).
-    #[arg(long)]
+    /// Account label shown by the app (default: the user name); not empty, no colon.
+    #[arg(long, value_parser = uri_name)]
     label: Option<String>,
     /// Counter-based codes (HOTP, RFC 4226) instead of time-based ones.
     #[arg(long)]
@@ -63,8 +63,8 @@ pub struct EnrollArgs {
     /// Digits per code: 6, 7 or 8.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(6..=8))]
     digits: u8,
-    /// Seconds per TOTP step.
-    #[arg(long, default_value_t = DEFAULT_PERIOD, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    /// Seconds per TOTP step (not with --hotp, which has no steps).
+    #[arg(long, default_value_t = DEFAULT_PERIOD, value_parser = clap::value_parser!(u32).range(1..=3600), conflicts_with = "hotp")]
     period: u32,
     /// QR code in the terminal.
     #[arg(long, value_enum, default_value = "utf8")]
@@ -88,6 +88,11 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
         )));
     }
 
+    let algorithm = match args.algorithm {
+        AlgorithmArg::Sha1 => Algorithm::Sha1,
+        AlgorithmArg::Sha256 => Algorithm::Sha256,
+        AlgorithmArg::Sha512 => Algorithm::Sha512,
+    };
     let secret = if args.secret_stdin {
         let line = read_line("secret")?;
         let text = std::str::from_utf8(&line).map_err(|_| {
@@ -95,17 +100,13 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
         })?;
         SecretKey::from_base32(text)?
     } else {
-        SecretKey::generate()?
+        SecretKey::generate(algorithm)?
     };
     let kind = if args.hotp { Kind::Hotp } else { Kind::Totp };
     let record = Record {
         kind,
         secret,
-        algorithm: match args.algorithm {
-            AlgorithmArg::Sha1 => Algorithm::Sha1,
-            AlgorithmArg::Sha256 => Algorithm::Sha256,
-            AlgorithmArg::Sha512 => Algorithm::Sha512,
-        },
+        algorithm,
         // Invariant: clap limits --digits to 6..=8.
         digits: Digits::new(args.digits).unwrap_or(Digits::SIX),
         period: args.period,
@@ -176,6 +177,18 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     print_codes(&codes);
     eprintln!("{user} is enrolled.");
     Ok(())
+}
+
+/// An issuer or label for the URI: the Key Uri Format joins them with a colon, so neither
+/// may hold one, and an app shows nothing useful for an empty one.
+fn uri_name(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("must not be empty".into())
+    } else if text.contains(':') {
+        Err("must not contain a colon (the URI's label joins issuer and account with one)".into())
+    } else {
+        Ok(text.to_owned())
+    }
 }
 
 /// Shows the URI (and its QR code) and writes the images asked for.

@@ -35,6 +35,16 @@ impl Algorithm {
             Self::Sha512 => "SHA512",
         }
     }
+
+    /// The length of a new key: the hash's output, as RFC 4226 (section 4, R6) and
+    /// RFC 6238 (section 5.1) recommend.
+    pub fn key_bytes(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
 }
 
 impl fmt::Display for Algorithm {
