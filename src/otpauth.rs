@@ -72,9 +72,15 @@ pub fn parse(uri: &[u8]) -> Result<Parsed, String> {
     let mut algorithm = Algorithm::Sha1;
     let mut digits = Digits::SIX;
     let mut period = DEFAULT_PERIOD;
-    let mut counter = 0;
+    let mut counter = None;
+    let mut seen: Vec<&str> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Two secrets (or two of anything) leave which one the app took to a guess.
+        if seen.contains(&key) {
+            return Err(bad(&format!("the parameter {key:?} is given twice")));
+        }
+        seen.push(key);
         match key {
             "secret" => {
                 let decoded =
@@ -105,21 +111,29 @@ pub fn parse(uri: &[u8]) -> Result<Parsed, String> {
                     .ok_or_else(|| bad(&format!("period {value:?} is not 1 to 3600 seconds")))?
             }
             "counter" => {
-                counter = value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|c| *c <= LAST_USABLE_COUNTER)
-                    .ok_or_else(|| {
-                        bad(&format!(
-                            "counter {value:?} is not a number from 0 to {LAST_USABLE_COUNTER}"
-                        ))
-                    })?
+                counter = Some(
+                    value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|c| *c <= LAST_USABLE_COUNTER)
+                        .ok_or_else(|| {
+                            bad(&format!(
+                                "counter {value:?} is not a number from 0 to {LAST_USABLE_COUNTER}"
+                            ))
+                        })?,
+                )
             }
             // Issuer and image are for the app's display only.
             _ => {}
         }
     }
     let secret = secret.ok_or_else(|| bad("no secret parameter"))?;
+    // The format requires the counter of an HOTP key: starting at 0 by guess would make
+    // a token that is far along refuse every code.
+    let counter = match (kind, counter) {
+        (Kind::Hotp, None) => return Err(bad("an hotp URI needs a counter parameter")),
+        (_, counter) => counter.unwrap_or(0),
+    };
     Ok(Parsed {
         record: Record {
             kind,
@@ -221,6 +235,9 @@ mod tests {
             b"otpauth://totp/x?secret=JBSWY3DPEHPK%3",
             b"otpauth://hotp/x?secret=JBSWY3DPEHPK3PXP&counter=18446744073709551615",
             b"otpauth://hotp/x?secret=JBSWY3DPEHPK3PXP&counter=-1",
+            b"otpauth://hotp/x?secret=JBSWY3DPEHPK3PXP",
+            b"otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&secret=GEZDGNBVGY3TQOJQ",
+            b"otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&digits=6&digits=8",
         ] {
             let err = parse(bad)
                 .err()

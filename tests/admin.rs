@@ -373,6 +373,7 @@ fn google_authenticator_hotp_file_imports_with_its_counter() {
     .run();
 
     assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("hotp, counter 1,"), "{run:?}");
     assert_eq!(status_json(&sb, &["alice"])[0]["kind"], "hotp SHA1");
     let behind_the_counter = hotp(&file.secret, 0);
     sb.login("alice")

@@ -238,10 +238,13 @@ fn import_one(
         hashes.push(recovery::hash(code)?);
     }
     store.enroll(user, &parsed.record, parsed.state, &hashes, force)?;
+    let timing = match parsed.record.kind {
+        Kind::Totp => format!("{} s steps", parsed.record.period),
+        Kind::Hotp => format!("counter {}", parsed.state.next_counter),
+    };
     let mut what = format!(
-        "{}, {} s steps, window {}, {} scratch code(s) as recovery codes",
+        "{}, {timing}, window {}, {} scratch code(s) as recovery codes",
         parsed.record.kind.name(),
-        parsed.record.period,
         parsed.record.window,
         parsed.scratch.len()
     );
