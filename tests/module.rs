@@ -875,6 +875,38 @@ fn policy_owned_by_another_user_fails_for_every_account() {
     expect_service_error_for_everyone(&sb, EVERYONE);
 }
 
+/// Whoever can rename entries in a directory above the policy can swap it: such a
+/// directory fails every login, unless it is sticky as /tmp is.
+#[test]
+fn a_directory_above_the_policy_that_others_control_fails_for_every_account() {
+    let sb = exempt_office();
+    let dir = sb.policy_path().parent().unwrap().to_owned();
+    sb.chmod(&dir, 0o777);
+    expect_service_error_for_everyone(&sb, EVERYONE);
+    let check = sb.pam_mfa(&["policy", "check"]).run();
+    assert_eq!(check.code, Some(1), "{check:?}");
+    assert!(
+        check.stdout.contains("above the policy, has mode 0777"),
+        "{check:?}"
+    );
+
+    sb.chmod(&dir, 0o1777);
+    avoid_step_boundary(30);
+    sb.login("root")
+        .answer(&Totp::new(SECRET).code())
+        .run()
+        .expect(Pam::Success);
+    sb.audit_lines();
+
+    if common::is_root() {
+        sb.chmod(&dir, 0o755);
+        sb.chown(&dir, 1000);
+        expect_service_error_for_everyone(&sb, EVERYONE);
+        sb.chown(&dir, 0);
+    }
+    sb.chmod(&dir, 0o700);
+}
+
 #[test]
 fn unknown_module_argument_fails() {
     for extra in ["frobnicate", "config_file=/etc/passwd", "Debug", "debug=1"] {

@@ -49,6 +49,7 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         line: None,
         message,
     };
+    check_directories(path).map_err(error)?;
     // O_NONBLOCK: a FIFO put where the policy should be opens at once, and is refused
     // below, instead of holding every login until something writes to it.
     let mut file = OpenOptions::new()
@@ -97,6 +98,36 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         }
     })?;
     parse(&text, path)
+}
+
+/// Every directory above the policy (after symlinks) must be owned by root, or by the
+/// effective user, and writable by nobody else unless it is sticky (/tmp): whoever can
+/// rename entries there can swap the policy, however well it is owned itself.
+fn check_directories(path: &Path) -> Result<(), String> {
+    // A path that cannot be resolved is reported by the open that follows.
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return Ok(());
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    for dir in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| format!("cannot stat {}, above the policy: {e}", dir.display()))?;
+        if meta.uid() != 0 && meta.uid() != euid {
+            return Err(format!(
+                "{}, above the policy, is owned by uid {}; it must be owned by root",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+            return Err(format!(
+                "{}, above the policy, has mode {:04o}; it must not be writable by group or others",
+                dir.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The policy's settings as written, each with where it starts.
