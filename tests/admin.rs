@@ -204,6 +204,27 @@ fn qr_images_in_the_store_or_nowhere_are_refused_and_write_nothing() {
     }
 }
 
+/// The images hold the secret: an enrollment that is not saved (a wrong first code) takes
+/// them away again.
+#[test]
+fn qr_images_of_an_enrollment_that_is_not_saved_are_removed() {
+    let sb = office(5);
+    let png = sb.path("alice.png");
+    let svg = sb.path("alice.svg");
+    let run = pam_mfa(
+        &sb,
+        &["enroll", "alice", "--qr", "none"],
+        &["--qr-png", text(&png), "--qr-svg", text(&svg)],
+    )
+    .stdin("000000\n")
+    .run();
+    expect_error_after_prompt(&run);
+    assert!(run.stdout.contains("otpauth://"), "{run:?}");
+    assert!(fs::symlink_metadata(&png).is_err(), "the PNG stayed");
+    assert!(fs::symlink_metadata(&svg).is_err(), "the SVG stayed");
+    expect_not_enrolled(&sb, "alice");
+}
+
 // --- the otpauth URI -------------------------------------------------------------------------
 
 #[test]

@@ -127,8 +127,28 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     for image in [&args.qr_png, &args.qr_svg].into_iter().flatten() {
         outside_the_store(image, store.path())?;
     }
-    show(&uri, args)?;
+    let images = show(&uri, args)?;
+    // The images hold the secret: they go again when the enrollment is not saved.
+    let saved = confirm_first_code(&record, args).and_then(|state| {
+        let (codes, hashes) = recovery::generate()?;
+        store.enroll(&user, &record, state, &hashes, args.force)?;
+        Ok(codes)
+    });
+    let codes = match saved {
+        Ok(codes) => codes,
+        Err(e) => {
+            remove_images(&images);
+            return Err(e);
+        }
+    };
+    print_codes(&codes);
+    eprintln!("{user} is enrolled.");
+    Ok(())
+}
 
+/// Unless --no-confirm, reads a first code from the app and checks it: the state that
+/// records it as used, or an error (nothing is saved then).
+fn confirm_first_code(record: &Record, args: &EnrollArgs) -> Result<State, CliError> {
     let mut state = State::default();
     if !args.no_confirm {
         // Instructions are for people at a terminal; a script piping the code in gets
@@ -172,11 +192,7 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
             Kind::Hotp => state.next_counter = verified.accepted() + 1,
         }
     }
-    let (codes, hashes) = recovery::generate()?;
-    store.enroll(&user, &record, state, &hashes, args.force)?;
-    print_codes(&codes);
-    eprintln!("{user} is enrolled.");
-    Ok(())
+    Ok(state)
 }
 
 /// An issuer or label for the URI: the Key Uri Format joins them with a colon, so neither
@@ -191,23 +207,36 @@ fn uri_name(text: &str) -> Result<String, String> {
     }
 }
 
-/// Shows the URI (and its QR code) and writes the images asked for.
-fn show(uri: &str, args: &EnrollArgs) -> Result<(), CliError> {
+/// Shows the URI (and its QR code) and writes the images asked for; returns the images
+/// written. When one cannot be written, the others are removed again.
+fn show(uri: &str, args: &EnrollArgs) -> Result<Vec<PathBuf>, CliError> {
+    let mut written = Vec::new();
     let needs_qr = args.qr != TerminalQr::None || args.qr_png.is_some() || args.qr_svg.is_some();
     if needs_qr {
         let modules = Modules::encode(uri)?;
         if let Some(path) = &args.qr_png {
-            write_private(path, &modules.png(8)?)?;
+            let png = modules.png(8).inspect_err(|_| remove_images(&written))?;
+            write_private(path, &png).inspect_err(|_| remove_images(&written))?;
+            written.push(path.clone());
         }
         if let Some(path) = &args.qr_svg {
-            write_private(path, modules.svg().as_bytes())?;
+            write_private(path, modules.svg().as_bytes())
+                .inspect_err(|_| remove_images(&written))?;
+            written.push(path.clone());
         }
         if args.qr != TerminalQr::None {
             print!("{}", modules.terminal(args.qr, 2));
         }
     }
     println!("{uri}");
-    Ok(())
+    Ok(written)
+}
+
+/// Removes the QR images written for an enrollment that was not saved: they hold its secret.
+fn remove_images(images: &[PathBuf]) {
+    for image in images {
+        let _ = std::fs::remove_file(image);
+    }
 }
 
 /// Refuses an image path in the store directory: a file there could take the place of
