@@ -886,6 +886,12 @@ fn remove_deletes_the_secret_so_a_required_account_is_refused_and_an_optional_on
         assert!(file.is_file(), "{} after enrollment", file.display());
     }
 
+    // What a killed pam-mfa leaves: alice's goes with her, another account's stays.
+    let stale = sb.store().join(".alice.recovery.4242.0123456789ab.tmp");
+    let others = sb.store().join(".bob.toml.4242.0123456789ab.tmp");
+    common::write_file(&stale, "# left by a killed enroll\n", 0o600);
+    common::write_file(&others, "# left by a killed enroll\n", 0o600);
+
     let declined = sb.pam_mfa(&["remove", "alice"]).stdin("n\n").run();
     assert_eq!(declined.code, Some(1), "{declined:?}");
     assert!(files("alice").iter().all(|f| f.is_file()), "removed anyway");
@@ -900,7 +906,18 @@ fn remove_deletes_the_secret_so_a_required_account_is_refused_and_an_optional_on
                 file.display()
             );
         }
+        if user == "alice" {
+            assert!(
+                fs::symlink_metadata(&stale).is_err(),
+                "alice's temporary file stayed"
+            );
+            assert!(others.exists(), "bob's temporary file went with alice");
+        }
     }
+    assert!(
+        fs::symlink_metadata(&others).is_err(),
+        "bob's temporary file stayed"
+    );
 
     avoid_step_boundary(30);
     sb.login("alice")

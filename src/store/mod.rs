@@ -82,10 +82,38 @@ impl Store {
     }
 
     /// Removes the account's record and state; false if it had neither.
+    ///
+    /// Also removes the account's temporary files that a killed `pam-mfa` left behind
+    /// (`.alice.toml.PID.RANDOM.tmp`): they may hold a secret. Logins never delete them.
     pub fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
         let record = self.dir.remove(&record_name(user))?;
         let state = self.dir.remove(&state_name(user))?;
         let recovery = self.dir.remove(&recovery_name(user))?;
+        let prefixes = [
+            format!(".{}.", record_name(user)),
+            format!(".{}.", recovery_name(user)),
+        ];
+        // `PID.RANDOM.tmp` after the prefix, exactly, so that another account whose name
+        // begins the same way keeps its files.
+        let temporary = |rest: &str| {
+            let mut parts = rest.split('.');
+            matches!(
+                (parts.next(), parts.next(), parts.next(), parts.next()),
+                (Some(pid), Some(random), Some("tmp"), None)
+                    if !pid.is_empty()
+                        && pid.bytes().all(|b| b.is_ascii_digit())
+                        && random.len() == 12
+                        && random.bytes().all(|b| b.is_ascii_hexdigit())
+            )
+        };
+        for name in self.dir.names()? {
+            let ours = prefixes
+                .iter()
+                .any(|p| name.strip_prefix(p.as_str()).is_some_and(temporary));
+            if ours {
+                self.dir.remove(&name)?;
+            }
+        }
         Ok(record || state || recovery)
     }
 
