@@ -191,6 +191,20 @@ pub fn evaluate(policy: &Policy, account: &Account, context: &Context<'_>) -> De
         };
     }
     match first {
+        // A rule reached only because PAM_RHOST could be anywhere gives its requirement
+        // and nothing it grants: no enrollment at login, no deadline, no remembered
+        // session, no limits looser than the top level's.
+        Some((rule, matched)) if matched.network == Some(Origin::Unknown) => Decision {
+            mode: Mode::Required,
+            limits: rule.limits.no_looser_than(&policy.limits),
+            by: DecidedBy::Rule {
+                name: rule.name.clone(),
+                matched,
+            },
+            enroll_by: None,
+            self_enroll: false,
+            remember_seconds: None,
+        },
         Some((rule, matched)) => Decision {
             mode: rule.mode,
             by: DecidedBy::Rule {
