@@ -455,7 +455,11 @@ fn decide(
             until: state.locked_until,
         });
     }
-    if let Some(proof) = remembered(&decision, &state, session, now) {
+    // Only a local authentication (no PAM_RHOST: sudo or su inside the session) may use a
+    // remembered session; a remote login is always asked, even in the same session (a
+    // daemon started by hand from the account's own shell serves every client in it).
+    let local = request.rhost.is_empty();
+    if let Some(proof) = remembered(&decision, &state, session, now).filter(|_| local) {
         return Ok(Outcome::Success(proof));
     }
     let parked = state_file.park()?;

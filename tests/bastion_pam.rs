@@ -669,6 +669,33 @@ fn a_session_of_another_login_uid_is_not_remembered() {
     sb.audit_lines();
 }
 
+/// A remembered session serves local authentications only (sudo, su: no PAM_RHOST). A
+/// remote login in the same session, as every client of a daemon started by hand from the
+/// account's own shell is, is asked.
+#[test]
+fn a_remembered_session_does_not_serve_a_remote_login() {
+    if !audit_sessions_available("a_remembered_session_does_not_serve_a_remote_login") {
+        return;
+    }
+    let sb = remembering(600);
+    let totp = Totp::new(SECRET);
+    avoid_step_boundary(30);
+    let session = in_audit_session(
+        &sb,
+        1001,
+        vec![
+            Step::Login(sb.login("ops").rhost("10.0.0.5").answer(&totp.code())),
+            Step::Login(sb.login("ops").rhost("203.0.113.66")),
+            Step::Login(sb.login("ops")),
+        ],
+    );
+    assert_ne!(session.id, UNSET_SESSION);
+    session.runs[0].expect_prompted().expect(Pam::Success);
+    session.runs[1].expect_prompted().expect(Pam::ConvErr);
+    session.runs[2].expect_not_prompted().expect(Pam::Success);
+    sb.audit_lines();
+}
+
 #[test]
 fn without_an_audit_session_every_login_is_asked() {
     if !audit_sessions_available("without_an_audit_session_every_login_is_asked") {

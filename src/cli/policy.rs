@@ -269,7 +269,7 @@ fn explain(args: &ExplainArgs) -> Result<(), CliError> {
     }
     if let Some(seconds) = decision.remember_seconds {
         println!(
-            "  remember:  {seconds} s: after a valid code, logins in the same audit session skip it"
+            "  remember:  {seconds} s: after a valid code, sudo and su (no remote host) in the same audit session skip it"
         );
     }
     if let Some(until) = locked_until {
