@@ -907,6 +907,20 @@ fn a_directory_above_the_policy_that_others_control_fails_for_every_account() {
     sb.chmod(&dir, 0o700);
 }
 
+/// A link on the way to the policy, however well the file behind it is owned, is refused:
+/// whoever controls the link's directory could repoint it.
+#[test]
+fn a_policy_reached_through_a_symlink_fails_for_every_account() {
+    let sb = exempt_office();
+    let real = sb.path("real-policy.toml");
+    fs::rename(sb.policy_path(), &real).unwrap();
+    symlink(&real, sb.policy_path()).unwrap();
+    expect_service_error_for_everyone(&sb, EVERYONE);
+    let check = sb.pam_mfa(&["policy", "check"]).run();
+    assert_eq!(check.code, Some(1), "{check:?}");
+    assert!(check.stdout.contains("symbolic link"), "{check:?}");
+}
+
 #[test]
 fn unknown_module_argument_fails() {
     for extra in ["frobnicate", "config_file=/etc/passwd", "Debug", "debug=1"] {

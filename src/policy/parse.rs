@@ -54,7 +54,7 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     // below, instead of holding every login until something writes to it.
     let mut file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| error(format!("cannot open the policy: {e}")))?;
     let meta = file
@@ -100,14 +100,23 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     parse(&text, path)
 }
 
-/// Every directory above the policy (after symlinks) must be owned by root, or by the
-/// effective user, and writable by nobody else unless it is sticky (/tmp): whoever can
-/// rename entries there can swap the policy, however well it is owned itself.
+/// The policy's path must be its real path, with no symbolic link in it, and every
+/// directory above the file must be owned by root, or by the effective user, and writable
+/// by nobody else unless it is sticky (/tmp): whoever can rename entries there, or repoint
+/// a link on the way, can swap the policy however well the file itself is owned. With no
+/// link in the path, the directories checked are the ones the open goes through.
 fn check_directories(path: &Path) -> Result<(), String> {
     // A path that cannot be resolved is reported by the open that follows.
     let Ok(real) = std::fs::canonicalize(path) else {
         return Ok(());
     };
+    let given = std::path::absolute(path).map_err(|e| format!("cannot resolve the path: {e}"))?;
+    if given != real {
+        return Err(format!(
+            "the path goes through a symbolic link or `..` (the file is {}); give the real path",
+            real.display()
+        ));
+    }
     let euid = nix::unistd::geteuid().as_raw();
     for dir in real.ancestors().skip(1) {
         let meta = std::fs::metadata(dir)
