@@ -375,3 +375,25 @@ fn a_closed_pipe_on_stdout_ends_quietly() {
     assert_eq!(stdout.trim(), "status 141", "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Rules compare the name NSS gives an account; policy check warns about an entry that a
+/// directory knows under another spelling, since it matches no login.
+#[test]
+fn policy_check_warns_about_a_rule_user_nss_spells_otherwise() {
+    let sb = sandbox().user("deploy", 1001).policy(
+        "store_dir = \"{store}\"\n[[rule]]\nname = \"deployers\"\nusers = [\"Deploy\"]\nmode = \"required\"\n",
+    );
+    let casefold = format!("{} libnss_wrapper.so", common::casefold().display());
+    let run = sb
+        .pam_mfa(&["policy", "check"])
+        .env("LD_PRELOAD", &casefold)
+        .run();
+    assert!(
+        run.stdout
+            .contains("user \"Deploy\" is deploy in NSS; rules compare that name"),
+        "{run:?}"
+    );
+    // Without the case-blind directory, Deploy is simply unknown: no such warning.
+    let run = sb.pam_mfa(&["policy", "check"]).run();
+    assert!(!run.stdout.contains("is deploy in NSS"), "{run:?}");
+}

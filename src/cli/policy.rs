@@ -99,6 +99,26 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
             }
         }
     }
+    // Rules compare the name NSS gives an account: where the directory knows a user under
+    // another spelling (case, alias), the rule's entry matches no login.
+    for rule in &policy.rules {
+        for user in &rule.users {
+            let Ok(name) = UserName::parse(user) else {
+                continue;
+            };
+            if let Ok(account) = accounts::lookup(&name) {
+                if account.name != name {
+                    println!(
+                        "{}: warning: rule {:?}: user {user:?} is {} in NSS; rules compare that name, so this entry matches no one",
+                        at(Some(rule.line)),
+                        rule.name,
+                        account.name
+                    );
+                    warnings += 1;
+                }
+            }
+        }
+    }
     for (later, earlier) in lint::shadowed_rules(&policy) {
         println!(
             "{}: warning: rule {:?} never decides: rule {:?} (line {}) matches everything it would",
