@@ -98,3 +98,13 @@ pub fn group_exists(name: &str) -> Result<bool, Errno> {
         Err(e) => Err(e),
     }
 }
+
+/// The members a group lists by name (its `gr_mem`; accounts whose primary group it is are
+/// not among them). Empty when NSS does not know the group.
+pub fn group_members(name: &str) -> Result<Vec<String>, Errno> {
+    match Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.mem),
+        Ok(None) | Err(Errno::ENOENT | Errno::ESRCH) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}

@@ -742,18 +742,31 @@ fn status_shows_mode_rule_kind_lock_recovery_codes_and_last_login() {
 #[test]
 fn status_missing_lists_who_may_need_a_code_and_has_no_secret() {
     let sb = office(5).user("carol", 1002).group("ops", 20, &["carol"]);
+    let named = |run: &Finished| -> Vec<String> {
+        run.stdout
+            .lines()
+            .filter(|l| l.contains(" no secret: "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(String::from)
+            .collect()
+    };
     let run = sb.pam_mfa(&["status", "--missing"]).run();
     assert_eq!(run.code, Some(1), "{run:?}");
-    let named: Vec<&str> = run
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    assert_eq!(named, ["root", "alice"], "{run:?}");
+    assert_eq!(named(&run), ["root", "alice"], "{run:?}");
     assert!(
         run.stdout.contains("rule 'privileged' requires a code"),
         "{run:?}"
     );
+
+    // A directory that lists no account (SSSD's enumerate = false): alice is still found,
+    // as a listed member of the required rule's group, and root always is.
+    let noenum = format!("{} libnss_wrapper.so", common::noenum().display());
+    let run = sb
+        .pam_mfa(&["status", "--missing"])
+        .env("LD_PRELOAD", &noenum)
+        .run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(named(&run), ["alice", "root"], "{run:?}");
 
     let sb = sb
         .enroll_with_cli("alice", SECRET)

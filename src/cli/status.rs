@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::account::{all_accounts, lookup, open_store};
 use super::{CliError, ConfigArg};
-use crate::accounts;
+use crate::accounts::{self, AccountError};
 use crate::clock::{format_utc, Clock, SystemClock};
 use crate::policy::{self, Context, Mode};
 use crate::store::Store;
@@ -237,8 +237,22 @@ fn problems(rows: &[Row]) -> Result<(), CliError> {
 /// `status --missing`: the accounts, of all NSS enumerates, that some login may ask for a
 /// code and that have no secret, with the reason (or the error that hides it).
 fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), CliError> {
+    // NSS may not enumerate directory accounts (SSSD's default enumerate = false): the
+    // users that required rules name, and the listed members of their groups, count too.
+    let mut candidates: Vec<String> = all_accounts()?.into_iter().map(|(n, _, _)| n).collect();
+    for rule in policy.rules.iter().filter(|r| r.mode == Mode::Required) {
+        candidates.extend(rule.users.iter().cloned());
+        for group in &rule.groups {
+            let members = accounts::group_members(group).map_err(|e| {
+                CliError::new(format!("looking up group {group:?} failed: {}", e.desc()))
+            })?;
+            candidates.extend(members);
+        }
+    }
+    // Root always needs a code, listed or not.
+    candidates.push("root".into());
     let mut found: Vec<(String, String)> = Vec::new();
-    for (name, _, _) in all_accounts()? {
+    for name in candidates {
         let Ok(user) = UserName::parse(&name) else {
             continue;
         };
@@ -252,6 +266,8 @@ fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), Cli
                 Some(rule) => format!("rule '{rule}' requires a code"),
                 None => continue,
             },
+            // A name a rule gives that NSS does not know cannot log in.
+            Err(AccountError::Unknown) => continue,
             Err(e) => format!("cannot tell: {e}"),
         };
         if !found.iter().any(|(n, _)| *n == name) {
@@ -264,12 +280,16 @@ fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), Cli
             .map(|(user, why)| json!({ "user": user, "why": why }))
             .collect();
         println!("{:#}", serde_json::Value::Array(list));
-    } else if found.is_empty() {
-        println!("every account that may need a code has a secret");
     } else {
+        if found.is_empty() {
+            println!("every account that may need a code has a secret");
+        }
         for (user, why) in &found {
             println!("{user:<16} no secret: {why}");
         }
+        println!(
+            "(looked at root, the accounts NSS lists, the users required rules name and the listed members of their groups)"
+        );
     }
     if found.is_empty() {
         Ok(())

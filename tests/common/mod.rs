@@ -1127,6 +1127,14 @@ pub fn casefold() -> PathBuf {
         .clone()
 }
 
+/// tests/tools/noenum.c as a shared object: preloaded before nss_wrapper, getpwent lists
+/// no account (SSSD's enumerate = false); lookups by name still work.
+pub fn noenum() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| c_tool("noenum.c", &["-shared", "-fPIC"], &[]))
+        .clone()
+}
+
 /// Compiles tests/tools/`source` with `flags` and `libs`, once per test binary. The output's
 /// name carries a hash of the source and the flags, and it is compiled under a unique name and
 /// renamed into place, so test binaries running in parallel never see a half-written file.
