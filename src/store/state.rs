@@ -249,15 +249,29 @@ impl StateFile {
         Ok(())
     }
 
-    /// Starts the file over, blank and FILE_LEN long, for an admin who resets a damaged
-    /// state (`pam-mfa unlock`). Call `write` next.
+    /// Makes a damaged file FILE_LEN long again, for an admin who resets it (`pam-mfa
+    /// unlock`, a new enrollment); call `write` next. It does not empty the file first,
+    /// which would read as new (no used code, no lock) if the write then failed: the
+    /// blocks are reserved first (a full disk leaves the damage as it was), a longer file
+    /// is cut to length, and the next write outranks any slot still valid. Only a crash
+    /// between the reservation of a short file and that write can leave it reading as new.
     pub fn reset(&mut self) -> Result<(), StoreError> {
-        self.file
-            .set_len(0)
-            .map_err(|e| io(&self.path, "truncate", errno_of(&e)))?;
         posix_fallocate(&*self.file, 0, FILE_LEN as i64)
             .map_err(|e| io(&self.path, "reserve space for", e))?;
-        self.newest = None;
+        let length = self
+            .file
+            .metadata()
+            .map_err(|e| io(&self.path, "stat", errno_of(&e)))?
+            .len();
+        if length > FILE_LEN {
+            self.file
+                .set_len(FILE_LEN)
+                .map_err(|e| io(&self.path, "truncate", errno_of(&e)))?;
+        }
+        let mut contents = [0u8; FILE_LEN as usize];
+        let length = read_at_most(&self.file, &mut contents, 0)
+            .map_err(|e| io(&self.path, "read", errno_of(&e)))?;
+        self.newest = newest_valid_slot(&contents[..length]);
         Ok(())
     }
 
@@ -346,6 +360,24 @@ pub fn decode_file(contents: &[u8]) -> Result<Option<(u64, usize, State)>, &'sta
             "has no valid state slot; it was damaged outside pam-mfa (pam-mfa unlock resets it)",
         ),
     }
+}
+
+/// The sequence number and index of the newest valid slot in `contents`, whatever else
+/// the file holds.
+fn newest_valid_slot(contents: &[u8]) -> Option<(u64, usize)> {
+    let mut best: Option<(u64, usize)> = None;
+    for (index, offset) in SLOT_OFFSETS.iter().enumerate() {
+        let mut slot = [0u8; SLOT_LEN];
+        let start = (*offset as usize).min(contents.len());
+        let end = (start + SLOT_LEN).min(contents.len());
+        slot[..end - start].copy_from_slice(&contents[start..end]);
+        if let Some((seq, _)) = decode(&slot) {
+            if best.is_none_or(|(best_seq, _)| seq > best_seq) {
+                best = Some((seq, index));
+            }
+        }
+    }
+    best
 }
 
 /// Reads from the start of the file into `buf`; returns how many bytes were read.
@@ -544,11 +576,31 @@ mod tests {
             assert_eq!(file.file.metadata().unwrap().len(), cut, "grown back");
         }
         file.reset().unwrap();
-        assert_eq!(file.read().unwrap(), State::default());
+        assert_eq!(file.file.metadata().unwrap().len(), FILE_LEN);
         file.write(&sample(3)).unwrap();
         drop(file);
         let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
         assert_eq!(file.read().unwrap().last_step, Some(3));
+        assert_eq!(file.file.metadata().unwrap().len(), FILE_LEN);
+    }
+
+    /// A file too long (damage), whose slot 1 still holds a valid state of a high sequence
+    /// number: after a reset the written state wins, and the file has its length again.
+    #[test]
+    fn reset_outranks_a_surviving_slot_and_cuts_the_file_to_length() {
+        let (_temp, dir) = temp_store();
+        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
+        file.read().unwrap();
+        file.file
+            .write_all_at(&encode(90, &sample(9)), 4096)
+            .unwrap();
+        file.file.write_all_at(b"trailing", FILE_LEN).unwrap();
+        assert!(matches!(file.read(), Err(StoreError::State { .. })));
+        file.reset().unwrap();
+        file.write(&sample(4)).unwrap();
+        drop(file);
+        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
+        assert_eq!(file.read().unwrap().last_step, Some(4));
         assert_eq!(file.file.metadata().unwrap().len(), FILE_LEN);
     }
 
