@@ -967,6 +967,27 @@ fn recovery_replaces_the_codes_so_old_ones_stop_and_new_ones_work_once() {
 
 // --- errors ----------------------------------------------------------------------------------
 
+/// A record stays removable under the name it is stored by: an account since deleted from
+/// the directory, or a record left under another spelling of one.
+#[test]
+fn remove_takes_a_record_whose_account_nss_no_longer_knows() {
+    let sb = office(5)
+        .enroll("ghost", SECRET)
+        .enroll("ALICE", OTHER_SECRET);
+    let casefold = format!("{} libnss_wrapper.so", common::casefold().display());
+    for user in ["ghost", "ALICE"] {
+        let run = sb
+            .pam_mfa(&["remove", user, "--yes"])
+            .env("LD_PRELOAD", &casefold)
+            .run();
+        assert_eq!(run.code, Some(0), "{user}: {run:?}");
+        assert!(
+            fs::symlink_metadata(sb.record_path(user)).is_err(),
+            "{user}"
+        );
+    }
+}
+
 #[test]
 fn user_errors_are_one_line_on_stderr_with_exit_status_1() {
     let sb = office(5).enroll_with_cli("alice", SECRET);

@@ -31,6 +31,16 @@ pub fn target(config: &std::path::Path, user: &str) -> Result<Target, CliError> 
 /// Resolves `user` through NSS. A name that NSS finds under another name (a directory
 /// that ignores case, or an alias) is refused with that name, so that the admin's command
 /// and the module, which goes by NSS's name, always mean the same record.
+/// Like `target`, without asking NSS: for removing what the store holds under a name,
+/// whether or not NSS still knows it (an account deleted from the directory, a record left
+/// under another spelling of one).
+pub fn stored_target(config: &std::path::Path, user: &str) -> Result<Target, CliError> {
+    let policy = policy::load(config)?;
+    let user = UserName::parse(user)?;
+    let store = open_store(&policy)?;
+    Ok(Target { store, user })
+}
+
 pub fn lookup(user: &UserName) -> Result<Account, CliError> {
     match accounts::lookup(user) {
         Ok(account) if account.name != *user => Err(CliError::new(format!(

@@ -4,7 +4,7 @@
 
 use clap::Args;
 
-use super::account::target;
+use super::account::stored_target;
 use super::input::confirm;
 use super::{CliError, ConfigArg};
 
@@ -20,7 +20,9 @@ pub struct RemoveArgs {
 }
 
 pub fn run(args: &RemoveArgs) -> Result<(), CliError> {
-    let target = target(&args.config.config, &args.user)?;
+    // No NSS lookup: a record is removable under the name it is stored by, even when the
+    // account is gone from the directory or NSS spells it otherwise.
+    let target = stored_target(&args.config.config, &args.user)?;
     let user = &target.user;
     if !target.store.is_enrolled(user)? {
         return Err(CliError::new(format!("{user} is not enrolled")));
