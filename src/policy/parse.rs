@@ -56,7 +56,10 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|e| error(format!("cannot open the policy: {e}")))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => error("the policy is a symbolic link; give the real path".into()),
+            _ => error(format!("cannot open the policy: {e}")),
+        })?;
     let meta = file
         .metadata()
         .map_err(|e| error(format!("cannot stat the policy: {e}")))?;
@@ -100,27 +103,39 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     parse(&text, path)
 }
 
-/// The policy's path must be its real path, with no symbolic link in it, and every
+/// The policy's path must be its real path, with no symbolic link or `..` in it, and every
 /// directory above the file must be owned by root, or by the effective user, and writable
 /// by nobody else unless it is sticky (/tmp): whoever can rename entries there, or repoint
 /// a link on the way, can swap the policy however well the file itself is owned. With no
-/// link in the path, the directories checked are the ones the open goes through.
+/// link in the path, the directories checked are the ones the open goes through. One lstat
+/// per directory: this runs at every login.
 fn check_directories(path: &Path) -> Result<(), String> {
-    // A path that cannot be resolved is reported by the open that follows.
-    let Ok(real) = std::fs::canonicalize(path) else {
-        return Ok(());
-    };
     let given = std::path::absolute(path).map_err(|e| format!("cannot resolve the path: {e}"))?;
-    if given != real {
-        return Err(format!(
-            "the path goes through a symbolic link or `..` (the file is {}); give the real path",
-            real.display()
-        ));
+    if given
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err("the path has `..` in it; give the real path".into());
     }
     let euid = nix::unistd::geteuid().as_raw();
-    for dir in real.ancestors().skip(1) {
-        let meta = std::fs::metadata(dir)
-            .map_err(|e| format!("cannot stat {}, above the policy: {e}", dir.display()))?;
+    for dir in given.ancestors().skip(1) {
+        let meta = match std::fs::symlink_metadata(dir) {
+            Ok(meta) => meta,
+            // A missing directory is reported by the open that follows.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "cannot stat {}, above the policy: {e}",
+                    dir.display()
+                ))
+            }
+        };
+        if meta.file_type().is_symlink() {
+            return Err(format!(
+                "{}, above the policy, is a symbolic link; give the real path",
+                dir.display()
+            ));
+        }
         if meta.uid() != 0 && meta.uid() != euid {
             return Err(format!(
                 "{}, above the policy, is owned by uid {}; it must be owned by root",
