@@ -337,12 +337,7 @@ pub fn decode_file(contents: &[u8]) -> Result<Option<(u64, usize, State)>, &'sta
     }
     let mut best: Option<(u64, usize, State)> = None;
     let mut blank = false;
-    for (index, offset) in SLOT_OFFSETS.iter().enumerate() {
-        // Bytes past the end of the file read as zeros.
-        let mut slot = [0u8; SLOT_LEN];
-        let start = (*offset as usize).min(contents.len());
-        let end = (start + SLOT_LEN).min(contents.len());
-        slot[..end - start].copy_from_slice(&contents[start..end]);
+    for (index, slot) in slots(contents) {
         if slot.iter().all(|&b| b == 0) {
             blank = true;
             continue;
@@ -362,22 +357,23 @@ pub fn decode_file(contents: &[u8]) -> Result<Option<(u64, usize, State)>, &'sta
     }
 }
 
-/// The sequence number and index of the newest valid slot in `contents`, whatever else
-/// the file holds.
-fn newest_valid_slot(contents: &[u8]) -> Option<(u64, usize)> {
-    let mut best: Option<(u64, usize)> = None;
-    for (index, offset) in SLOT_OFFSETS.iter().enumerate() {
+/// The two slots of `contents`, with their index; bytes past its end read as zeros.
+fn slots(contents: &[u8]) -> impl Iterator<Item = (usize, [u8; SLOT_LEN])> + '_ {
+    SLOT_OFFSETS.iter().enumerate().map(move |(index, offset)| {
         let mut slot = [0u8; SLOT_LEN];
         let start = (*offset as usize).min(contents.len());
         let end = (start + SLOT_LEN).min(contents.len());
         slot[..end - start].copy_from_slice(&contents[start..end]);
-        if let Some((seq, _)) = decode(&slot) {
-            if best.is_none_or(|(best_seq, _)| seq > best_seq) {
-                best = Some((seq, index));
-            }
-        }
-    }
-    best
+        (index, slot)
+    })
+}
+
+/// The sequence number and index of the newest valid slot in `contents`, whatever else
+/// the file holds.
+fn newest_valid_slot(contents: &[u8]) -> Option<(u64, usize)> {
+    slots(contents)
+        .filter_map(|(index, slot)| decode(&slot).map(|(seq, _)| (seq, index)))
+        .max()
 }
 
 /// Reads from the start of the file into `buf`; returns how many bytes were read.
