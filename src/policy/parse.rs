@@ -66,19 +66,7 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     if !meta.file_type().is_file() {
         return Err(error("the policy is not a regular file".into()));
     }
-    let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
-        return Err(error(format!(
-            "the policy is owned by uid {}; it must be owned by root",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(error(format!(
-            "the policy has mode {:04o}; it must not be writable by group or others (chmod go-w)",
-            meta.mode() & 0o7777
-        )));
-    }
+    guarded(&meta, false, || "the policy".into()).map_err(error)?;
     if meta.len() > MAX_POLICY_BYTES {
         return Err(error("the policy is larger than 1 MiB".into()));
     }
@@ -117,7 +105,6 @@ fn check_directories(path: &Path) -> Result<(), String> {
     {
         return Err("the path has `..` in it; give the real path".into());
     }
-    let euid = nix::unistd::geteuid().as_raw();
     for dir in given.ancestors().skip(1) {
         let meta = match std::fs::symlink_metadata(dir) {
             Ok(meta) => meta,
@@ -136,20 +123,37 @@ fn check_directories(path: &Path) -> Result<(), String> {
                 dir.display()
             ));
         }
-        if meta.uid() != 0 && meta.uid() != euid {
-            return Err(format!(
-                "{}, above the policy, is owned by uid {}; it must be owned by root",
-                dir.display(),
-                meta.uid()
-            ));
-        }
-        if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
-            return Err(format!(
-                "{}, above the policy, has mode {:04o}; it must not be writable by group or others",
-                dir.display(),
-                meta.mode() & 0o7777
-            ));
-        }
+        guarded(&meta, true, || {
+            format!("{}, above the policy,", dir.display())
+        })?;
+    }
+    Ok(())
+}
+
+/// The rule for the policy and every directory above it: owned by root (or the effective
+/// user, for a policy of one's own) and writable by nobody else; a directory may be
+/// group- or world-writable only when it is sticky (/tmp), where no one can rename another
+/// user's entry. `what` names it in a message (made only for one, at every login).
+fn guarded(
+    meta: &std::fs::Metadata,
+    sticky_ok: bool,
+    what: impl Fn() -> String,
+) -> Result<(), String> {
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(format!(
+            "{} is owned by uid {}; it must be owned by root",
+            what(),
+            meta.uid()
+        ));
+    }
+    let sticky = sticky_ok && meta.mode() & 0o1000 != 0;
+    if meta.mode() & 0o022 != 0 && !sticky {
+        return Err(format!(
+            "{} has mode {:04o}; it must not be writable by group or others (chmod go-w)",
+            what(),
+            meta.mode() & 0o7777
+        ));
     }
     Ok(())
 }
