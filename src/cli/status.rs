@@ -251,6 +251,10 @@ fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), Cli
     }
     // Root always needs a code, listed or not.
     candidates.push("root".into());
+    // Each name once, in the order found: an account listed and also named by a rule is
+    // looked up once.
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|name| seen.insert(name.clone()));
     let mut found: Vec<(String, String)> = Vec::new();
     for name in candidates {
         let Ok(user) = UserName::parse(&name) else {
@@ -261,18 +265,14 @@ fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), Cli
         }
         let why = match accounts::lookup(&user) {
             Ok(account) => match policy::may_require(policy, &account) {
-                Some(rule) if rule == "root" => "uid 0 always needs a code".to_owned(),
-                Some(rule) if rule == "default" => "default_mode is required".to_owned(),
-                Some(rule) => format!("rule '{rule}' requires a code"),
+                Some(requirement) => requirement.to_string(),
                 None => continue,
             },
             // A name a rule gives that NSS does not know cannot log in.
             Err(AccountError::Unknown) => continue,
             Err(e) => format!("cannot tell: {e}"),
         };
-        if !found.iter().any(|(n, _)| *n == name) {
-            found.push((name, why));
-        }
+        found.push((name, why));
     }
     if json {
         let list: Vec<_> = found

@@ -15,7 +15,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 pub use cidr::Cidr;
-pub use evaluate::{evaluate, may_require, Context, DecidedBy, Decision, Via};
+pub use evaluate::{evaluate, may_require, Context, DecidedBy, Decision, Requirement, Via};
 pub use parse::{load, parse, PolicyError};
 
 use crate::clock::Date;

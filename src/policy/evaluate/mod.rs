@@ -227,44 +227,61 @@ pub fn evaluate(policy: &Policy, account: &Account, context: &Context<'_>) -> De
     }
 }
 
+/// Why an account may have to give a code somewhere (see `may_require`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    Root,
+    Rule(String),
+    Default,
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Root => f.write_str("uid 0 always needs a code"),
+            Self::Rule(name) => write!(f, "rule '{name}' requires a code"),
+            Self::Default => f.write_str("default_mode is required"),
+        }
+    }
+}
+
 /// Why `account` may have to give a code somewhere, whatever the service or the remote
 /// host: uid 0, `default_mode = "required"`, or a `required` rule that names it (or
 /// everyone) in its account condition. None when no login can require one. Rules before
 /// it that could exempt the account are not weighed: for a rollout check, a maybe is a yes.
-pub fn may_require(policy: &Policy, account: &Account) -> Option<String> {
+pub fn may_require(policy: &Policy, account: &Account) -> Option<Requirement> {
     if account.uid == 0 {
-        return Some("root".into());
+        return Some(Requirement::Root);
     }
-    let named = |rule: &&Rule| {
-        !rule.names_accounts()
-            || rule.users.iter().any(|u| u == account.name.as_str())
-            || rule.groups.iter().any(|g| account.groups.contains(g))
-            || rule.uids.iter().any(|r| r.contains(&account.uid))
-    };
     if let Some(rule) = policy
         .rules
         .iter()
         .filter(|r| r.mode == Mode::Required)
-        .find(named)
+        .find(|r| names(r, account).is_some())
     {
-        return Some(rule.name.clone());
+        return Some(Requirement::Rule(rule.name.clone()));
     }
-    (policy.default_mode == Mode::Required).then(|| "default".into())
+    (policy.default_mode == Mode::Required).then_some(Requirement::Default)
+}
+
+/// How `rule`'s account condition (users, groups, uids) names `account`, or None.
+fn names(rule: &Rule, account: &Account) -> Option<Via> {
+    if !rule.names_accounts() {
+        Some(Via::Anyone)
+    } else if rule.users.iter().any(|u| u == account.name.as_str()) {
+        Some(Via::User)
+    } else if let Some(group) = rule.groups.iter().find(|g| account.groups.contains(g)) {
+        Some(Via::Group(group.clone()))
+    } else if rule.uids.iter().any(|r| r.contains(&account.uid)) {
+        Some(Via::Uid(account.uid))
+    } else {
+        None
+    }
 }
 
 /// How `rule` matches, or None.
 fn matches(rule: &Rule, account: &Account, service: &str, rhost: Rhost) -> Option<Match> {
-    let via = if !rule.names_accounts() {
-        Via::Anyone
-    } else if rule.users.iter().any(|u| u == account.name.as_str()) {
-        Via::User
-    } else if let Some(group) = rule.groups.iter().find(|g| account.groups.contains(g)) {
-        Via::Group(group.clone())
-    } else if rule.uids.iter().any(|r| r.contains(&account.uid)) {
-        Via::Uid(account.uid)
-    } else {
-        return None;
-    };
+    let via = names(rule, account)?;
     let service = if rule.services.is_empty() {
         None
     } else {
