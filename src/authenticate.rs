@@ -11,7 +11,10 @@ use zeroize::Zeroizing;
 use crate::accounts::{self, Account, AccountError};
 use crate::audit::{self, Event, Sink, Syslog, Verdict};
 use crate::clock::{Clock, Date};
-use crate::otp::verify::{verify_hotp, verify_totp, Code, Rejection, TotpParams, Verified};
+use crate::otp::verify::{
+    near_miss, step_offset, verify_hotp, verify_totp, Code, Rejection, TotpParams, Verified,
+    NEAR_MISS_STEPS,
+};
 use crate::otp::{Algorithm, Digits};
 use crate::otpauth::otpauth;
 use crate::pam::codes::PamCode;
@@ -212,6 +215,13 @@ pub enum Pass {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denial {
     Rejected(Rejection),
+    /// A wrong code that is the code of a step `steps` beyond the module's clock, just
+    /// outside the window: the device's clock is off. Refused like any wrong code; only
+    /// the audit line tells, never the user.
+    NearMiss {
+        steps: i32,
+        period: u32,
+    },
     /// The answer was NULL, empty or not a code of the right shape.
     NoCode,
     /// The answer had the shape of a recovery code but matched none left.
@@ -294,6 +304,17 @@ impl Outcome {
             }
             Outcome::Locked { until } => format!("locked after too many wrong codes until {until}"),
             Outcome::Denied(Denial::Rejected(rejection)) => rejection.to_string(),
+            Outcome::Denied(Denial::NearMiss { steps, period }) => format!(
+                "wrong code; near miss: valid {} {} {}, {} (refused)",
+                steps.unsigned_abs(),
+                if steps.unsigned_abs() == 1 {
+                    "step"
+                } else {
+                    "steps"
+                },
+                if *steps > 0 { "ahead" } else { "behind" },
+                clock_about(*steps, *period)
+            ),
             Outcome::Denied(Denial::NoCode) => "no code given".into(),
             Outcome::Denied(Denial::EnrollmentSilenced) => {
                 "enrollment at login needs messages, but PAM_SILENT is set".into()
@@ -509,6 +530,26 @@ fn decide(
                     now,
                     state.last_step,
                 )
+                .map(Proof::Code)
+                .map_err(|rejection| {
+                    match (
+                        rejection,
+                        near_miss(
+                            record.secret.as_bytes(),
+                            &params,
+                            code,
+                            now,
+                            state.last_step,
+                            NEAR_MISS_STEPS,
+                        ),
+                    ) {
+                        (Rejection::WrongCode, Some(steps)) => Denial::NearMiss {
+                            steps,
+                            period: params.period,
+                        },
+                        _ => Denial::Rejected(rejection),
+                    }
+                })
             }
             Kind::Hotp => verify_hotp(
                 record.secret.as_bytes(),
@@ -517,10 +558,10 @@ fn decide(
                 state.next_counter,
                 record.window,
                 code,
-            ),
-        }
-        .map(Proof::Code)
-        .map_err(Denial::Rejected),
+            )
+            .map(Proof::Code)
+            .map_err(Denial::Rejected),
+        },
         (None, Some(candidate)) => {
             // The slow hash runs under the state lock, so two logins with one recovery
             // code cannot both burn it. Only answers that cannot be codes get here.
@@ -552,7 +593,11 @@ fn decide(
             };
             if let Proof::Code(verified) = &proof {
                 match record.kind {
-                    Kind::Totp => new_state.last_step = Some(verified.accepted()),
+                    Kind::Totp => {
+                        new_state.last_step = Some(verified.accepted());
+                        new_state.clock_offset =
+                            Some(step_offset(verified.accepted(), now, record.period));
+                    }
                     Kind::Hotp => new_state.next_counter = verified.accepted().saturating_add(1),
                 }
             }
@@ -651,6 +696,7 @@ fn enroll_at_login(
     let (codes, hashes) = recovery::generate().map_err(|e| Failure::System(e.to_string()))?;
     let state = State {
         last_step: Some(verified.accepted()),
+        clock_offset: Some(step_offset(verified.accepted(), now, record.period)),
         last_success: now,
         verified_session: session,
         verified_at: now,
@@ -736,6 +782,15 @@ pub fn plan(decision: &Decision, enrolled: bool, today: Date) -> Plan {
             Some(deadline) if decision.in_grace(today) => Plan::Pass(Pass::Grace(deadline)),
             _ => Plan::Refuse(Denial::NotEnrolled),
         },
+    }
+}
+
+/// A clock offset of `steps` steps of `period` seconds in words: `clock about +90 s`
+/// (the device's clock runs 90 s ahead of this host's).
+pub fn clock_about(steps: i32, period: u32) -> String {
+    match i64::from(steps) * i64::from(period) {
+        0 => "clock in step".into(),
+        seconds => format!("clock about {seconds:+} s"),
     }
 }
 

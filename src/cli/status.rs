@@ -13,7 +13,7 @@ use super::{CliError, ConfigArg};
 use crate::accounts::{self, AccountError};
 use crate::clock::{format_utc, Clock, SystemClock};
 use crate::policy::{self, Context, Mode};
-use crate::store::Store;
+use crate::store::{Kind, Store};
 use crate::username::UserName;
 
 #[derive(Args, Debug)]
@@ -48,6 +48,9 @@ struct Row {
     serial: Option<String>,
     manufacturer: Option<String>,
     problem: Option<String>,
+    /// TOTP: how far the device's clock was from this host's at the last accepted code,
+    /// in seconds (positive: ahead).
+    clock_offset: Option<i64>,
 }
 
 pub fn run(args: &StatusArgs) -> Result<(), CliError> {
@@ -94,6 +97,7 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
             serial: None,
             manufacturer: None,
             problem: None,
+            clock_offset: None,
         };
         let limits = match lookup(user) {
             Ok(account) => {
@@ -125,6 +129,10 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                                 .locked_until(l.max_failures, l.lockout_seconds, now)
                         });
                         row.last_login = (state.last_success > 0).then_some(state.last_success);
+                        row.clock_offset = state
+                            .clock_offset
+                            .filter(|_| record.kind == Kind::Totp)
+                            .map(|steps| i64::from(steps) * i64::from(record.period));
                     }
                     Ok(None) => {}
                     Err(e) => row.problem = Some(e.to_string()),
@@ -153,6 +161,7 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                     "serial": r.serial,
                     "manufacturer": r.manufacturer,
                     "problem": r.problem,
+                    "clock_offset_seconds": r.clock_offset,
                 })
             })
             .collect();
@@ -216,6 +225,14 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                 row.user
             );
             println!("  {}", paint(note, "31"));
+        }
+        // Only an offset worth a look: within a step is what every clock does.
+        if let Some(seconds) = row.clock_offset.filter(|s| *s != 0) {
+            println!(
+                "  clock about {seconds:+} s: the last accepted code was the device's, {} s {} this host's clock",
+                seconds.unsigned_abs(),
+                if seconds > 0 { "ahead of" } else { "behind" }
+            );
         }
         if let Some(problem) = &row.problem {
             println!("  {}", paint(format!("problem: {problem}"), "31"));

@@ -105,6 +105,52 @@ pub fn verify_totp(
     })
 }
 
+/// How many steps beyond the window on each side [`near_miss`] looks: five minutes of
+/// 30-second steps.
+pub const NEAR_MISS_STEPS: u32 = 10;
+
+/// How many steps `step` lies from the step of `now`: positive when it is ahead (the
+/// device's clock runs fast), saturated to the range of an `i32`.
+pub fn step_offset(step: u64, now: u64, period: u32) -> i32 {
+    let current = time_step(now, period);
+    let offset = if step >= current {
+        i64::try_from(step - current).unwrap_or(i64::MAX)
+    } else {
+        i64::try_from(current - step).map_or(i64::MIN, |d| -d)
+    };
+    i32::try_from(offset).unwrap_or(if offset < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// For a code the window refused: the offset from now, in steps, of a step up to `reach`
+/// steps beyond either edge of the window whose code it is, and that is newer than
+/// `last_step`: a device whose clock is off. Only for the audit line: it makes no
+/// [`Verified`], so such a code is never accepted. Every candidate is visited.
+pub fn near_miss(
+    key: &[u8],
+    params: &TotpParams,
+    code: &Code,
+    now: u64,
+    last_step: Option<u64>,
+    reach: u32,
+) -> Option<i32> {
+    let current = time_step(now, params.period);
+    let window = u64::from(params.window);
+    let reach = u64::from(reach);
+    let before = current.saturating_sub(window + reach)..current.saturating_sub(window);
+    let after = current.saturating_add(window + 1)..=current.saturating_add(window + reach);
+    let mut found = Choice::from(0);
+    let mut step = 0u64;
+    for candidate in before.chain(after) {
+        if last_step.is_some_and(|used| candidate <= used) {
+            continue;
+        }
+        let matches = hotp(key, candidate, params.algorithm, params.digits).ct_eq(&code.value);
+        step.conditional_assign(&candidate, matches);
+        found |= matches;
+    }
+    bool::from(found).then(|| step_offset(step, now, params.period))
+}
+
 /// The highest HOTP counter whose code may be accepted: the one after it must exist.
 pub const LAST_USABLE_COUNTER: u64 = u64::MAX - 1;
 
@@ -307,6 +353,35 @@ mod tests {
         assert_eq!(ok.accepted(), LAST_USABLE_COUNTER);
         // The counter after it, the next unused one, accepts nothing.
         assert!(verify(LAST_USABLE_COUNTER + 1, LAST_USABLE_COUNTER).is_err());
+    }
+
+    #[test]
+    fn near_misses_lie_just_beyond_the_window_and_name_their_offset() {
+        let now: u64 = 1_700_000_010;
+        let miss = |offset: i64, last: Option<u64>| {
+            let t = now.checked_add_signed(offset).unwrap();
+            near_miss(KEY, &PARAMS, &code_at(t), now, last, NEAR_MISS_STEPS)
+        };
+        assert_eq!(miss(90, None), Some(3));
+        assert_eq!(miss(-120, None), Some(-4));
+        assert_eq!(miss(330, None), Some(11));
+        // Inside the window is no near miss (it verifies), nor is beyond the reach.
+        assert_eq!(miss(30, None), None);
+        assert_eq!(miss(0, None), None);
+        assert_eq!(miss(360, None), None);
+        assert_eq!(miss(-360, None), None);
+        // A step at or before the last used one is a used code, not a clock.
+        assert_eq!(miss(-120, Some(now / 30 - 3)), None);
+        assert_eq!(miss(-120, Some(now / 30 - 5)), Some(-4));
+    }
+
+    #[test]
+    fn step_offsets_are_signed() {
+        assert_eq!(step_offset(100, 100 * 30 + 29, 30), 0);
+        assert_eq!(step_offset(103, 100 * 30, 30), 3);
+        assert_eq!(step_offset(98, 100 * 30, 30), -2);
+        assert_eq!(step_offset(u64::MAX, 0, 30), i32::MAX);
+        assert_eq!(step_offset(0, u64::MAX, 1), i32::MIN);
     }
 
     #[test]

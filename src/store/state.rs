@@ -56,6 +56,10 @@ pub struct State {
     /// counted apart, so that someone who does not know the password can lock only that
     /// way in, never the account's other logins.
     pub combined: FailureCount,
+    /// TOTP: how many steps the last accepted code lay from the step of the module's clock
+    /// (+3: the device's clock is about three steps ahead); None before the first
+    /// accepted code, and in files written before this was recorded.
+    pub clock_offset: Option<i32>,
 }
 
 /// Wrong codes counted in a fixed window: `failures` since `window_start`.
@@ -409,13 +413,17 @@ fn encode(seq: u64, state: &State) -> [u8; SLOT_LEN] {
     // no combined failures, and an older reader skips them (the checksum covers them).
     slot[80..84].copy_from_slice(&state.combined.failures.to_le_bytes());
     slot[88..96].copy_from_slice(&state.combined.window_start.to_le_bytes());
+    // Byte 6 and bytes 36..40 were zero before the clock offset: an older slot reads as
+    // no offset known.
+    slot[6] = u8::from(state.clock_offset.is_some());
+    slot[36..40].copy_from_slice(&state.clock_offset.unwrap_or(0).to_le_bytes());
     let checksum = Sha256::digest(&slot[..BODY_LEN]);
     slot[BODY_LEN..].copy_from_slice(&checksum);
     slot
 }
 
 fn decode(slot: &[u8; SLOT_LEN]) -> Option<(u64, State)> {
-    if &slot[0..4] != MAGIC || slot[4] != VERSION || slot[5] > 1 || slot[64] > 1 {
+    if &slot[0..4] != MAGIC || slot[4] != VERSION || slot[5] > 1 || slot[6] > 1 || slot[64] > 1 {
         return None;
     }
     if Sha256::digest(&slot[..BODY_LEN]).as_slice() != &slot[BODY_LEN..] {
@@ -444,6 +452,7 @@ fn decode(slot: &[u8; SLOT_LEN]) -> Option<(u64, State)> {
             failures: u32_at(80),
             window_start: u64_at(88),
         },
+        clock_offset: (slot[6] == 1).then(|| i32::from_le_bytes(u32_at(36).to_le_bytes())),
     };
     Some((u64_at(8), state))
 }
@@ -467,7 +476,36 @@ mod tests {
                 failures: 3,
                 window_start: 1_700_000_050,
             },
+            clock_offset: Some(-3),
         }
+    }
+
+    /// A slot as versions before the clock offset wrote it (bytes 6 and 36..40 zero)
+    /// still reads, as no offset known; a written offset, negative too, round-trips.
+    #[test]
+    fn clock_offset_round_trips_and_older_slots_read_as_unknown() {
+        let state = sample(5);
+        let (_, read) = decode(&encode(9, &state)).unwrap();
+        assert_eq!(read.clock_offset, Some(-3));
+        let mut old = encode(
+            9,
+            &State {
+                clock_offset: None,
+                ..state
+            },
+        );
+        assert_eq!(old[6], 0);
+        assert!(old[36..40].iter().all(|&b| b == 0));
+        let checksum = Sha256::digest(&old[..BODY_LEN]);
+        old[BODY_LEN..].copy_from_slice(&checksum);
+        let (_, read) = decode(&old).unwrap();
+        assert_eq!(
+            read,
+            State {
+                clock_offset: None,
+                ..state
+            }
+        );
     }
 
     #[test]
