@@ -37,5 +37,7 @@ pub mod recovery;
 pub mod secret;
 /// The secret store: records, state, locking and safe file opening.
 pub mod store;
+/// Who may control the policy and the directories above it and above the store.
+pub mod trusted_path;
 /// Validated account names.
 pub mod username;

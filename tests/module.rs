@@ -998,6 +998,50 @@ fn store_dir_owned_by_another_user_makes_the_store_unavailable() {
     expect_store_unavailable(&sb, &["alice", "bob", "carol"]);
 }
 
+/// Whoever can rename entries in a directory above the store can put a store without the
+/// account's record in its place, and an enrolled optional account would then pass as not
+/// enrolled: such a directory, or a link on the way, makes the store unavailable for
+/// everyone, unless the directory is sticky as /tmp is.
+#[test]
+fn a_directory_above_the_store_that_others_control_makes_the_store_unavailable() {
+    let sb = enrolled_pair();
+    let shared = sb.path("shared");
+    fs::create_dir(&shared).unwrap();
+    let store = shared.join("store");
+    fs::rename(sb.store(), &store).unwrap();
+    let sb = sb.policy(&WHEEL_REQUIRED.replace("{store}", &store.display().to_string()));
+    sb.chmod(&shared, 0o777);
+    expect_store_unavailable(&sb, &["alice", "bob", "carol"]);
+    let status = sb.pam_mfa(&["status", "bob"]).run();
+    assert_eq!(status.code, Some(1), "{status:?}");
+    assert!(
+        status.stderr.contains("above the store, has mode 0777"),
+        "{status:?}"
+    );
+
+    sb.chmod(&shared, 0o1777);
+    avoid_step_boundary(30);
+    sb.login("bob")
+        .answer(&Totp::new(SECRET).code())
+        .run()
+        .expect(Pam::Success);
+    sb.audit_lines();
+
+    if common::is_root() {
+        sb.chmod(&shared, 0o755);
+        sb.chown(&shared, 1000);
+        expect_store_unavailable(&sb, &["alice", "bob", "carol"]);
+        sb.chown(&shared, 0);
+    }
+
+    sb.chmod(&shared, 0o755);
+    let link = sb.path("link");
+    symlink(&shared, &link).unwrap();
+    let sb =
+        sb.policy(&WHEEL_REQUIRED.replace("{store}", &link.join("store").display().to_string()));
+    expect_store_unavailable(&sb, &["alice", "bob", "carol"]);
+}
+
 #[test]
 fn record_readable_by_others_makes_the_store_unavailable() {
     for mode in [0o644, 0o640, 0o604, 0o660] {

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::syntax::{self, line_of, Entry, Spanned, Value};
@@ -16,6 +16,7 @@ use super::{
     DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR, MAX_REMEMBER_SECONDS,
 };
 use crate::store::record::MAX_TOTP_WINDOW;
+use crate::trusted_path::{check_ancestors, guarded};
 use crate::username::UserName;
 
 /// Largest policy file read; anything bigger is a mistake, not a policy.
@@ -49,7 +50,7 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         line: None,
         message,
     };
-    check_directories(path).map_err(error)?;
+    check_ancestors(path, "the policy").map_err(error)?;
     // O_NONBLOCK: a FIFO put where the policy should be opens at once, and is refused
     // below, instead of holding every login until something writes to it.
     let mut file = OpenOptions::new()
@@ -89,73 +90,6 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         }
     })?;
     parse(&text, path)
-}
-
-/// The policy's path must be its real path, with no symbolic link or `..` in it, and every
-/// directory above the file must be owned by root, or by the effective user, and writable
-/// by nobody else unless it is sticky (/tmp): whoever can rename entries there, or repoint
-/// a link on the way, can swap the policy however well the file itself is owned. With no
-/// link in the path, the directories checked are the ones the open goes through. One lstat
-/// per directory: this runs at every login.
-fn check_directories(path: &Path) -> Result<(), String> {
-    let given = std::path::absolute(path).map_err(|e| format!("cannot resolve the path: {e}"))?;
-    if given
-        .components()
-        .any(|c| c == std::path::Component::ParentDir)
-    {
-        return Err("the path has `..` in it; give the real path".into());
-    }
-    for dir in given.ancestors().skip(1) {
-        let meta = match std::fs::symlink_metadata(dir) {
-            Ok(meta) => meta,
-            // A missing directory is reported by the open that follows.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(format!(
-                    "cannot stat {}, above the policy: {e}",
-                    dir.display()
-                ))
-            }
-        };
-        if meta.file_type().is_symlink() {
-            return Err(format!(
-                "{}, above the policy, is a symbolic link; give the real path",
-                dir.display()
-            ));
-        }
-        guarded(&meta, true, || {
-            format!("{}, above the policy,", dir.display())
-        })?;
-    }
-    Ok(())
-}
-
-/// The rule for the policy and every directory above it: owned by root (or the effective
-/// user, for a policy of one's own) and writable by nobody else; a directory may be
-/// group- or world-writable only when it is sticky (/tmp), where no one can rename another
-/// user's entry. `what` names it in a message (made only for one, at every login).
-fn guarded(
-    meta: &std::fs::Metadata,
-    sticky_ok: bool,
-    what: impl Fn() -> String,
-) -> Result<(), String> {
-    let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
-        return Err(format!(
-            "{} is owned by uid {}; it must be owned by root",
-            what(),
-            meta.uid()
-        ));
-    }
-    let sticky = sticky_ok && meta.mode() & 0o1000 != 0;
-    if meta.mode() & 0o022 != 0 && !sticky {
-        return Err(format!(
-            "{} has mode {:04o}; it must not be writable by group or others (chmod go-w)",
-            what(),
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
 }
 
 /// The policy's settings as written, each with where it starts.

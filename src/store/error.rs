@@ -23,6 +23,9 @@ pub enum StoreError {
     NotRegular { path: PathBuf },
     /// The store path is not a directory.
     NotDirectory { path: PathBuf },
+    /// A directory above the store that someone else could change (a symbolic link, or
+    /// owned or writable by another user), or a path with `..` in it. The message names it.
+    UnsafePath { path: PathBuf, message: String },
     /// Owned by someone other than the effective uid.
     Owner {
         path: PathBuf,
@@ -77,6 +80,7 @@ impl fmt::Display for StoreError {
             }
             Self::NotRegular { path } => write!(f, "{}: is not a regular file", path.display()),
             Self::NotDirectory { path } => write!(f, "{}: is not a directory", path.display()),
+            Self::UnsafePath { path, message } => write!(f, "{}: {message}", path.display()),
             Self::Owner {
                 path,
                 uid,

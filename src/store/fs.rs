@@ -16,6 +16,7 @@ use nix::unistd::{fsync, geteuid, unlinkat, UnlinkatFlags};
 use zeroize::Zeroizing;
 
 use super::StoreError;
+use crate::trusted_path::check_ancestors;
 
 /// Largest record read; records are a few hundred bytes.
 pub const MAX_FILE_BYTES: usize = 64 * 1024;
@@ -27,7 +28,11 @@ pub struct Dir {
 }
 
 impl Dir {
+    /// Opens the store directory after checking the directories above it as the policy's
+    /// are checked: whoever could rename an entry on the way could put another store,
+    /// without the account's record, in its place.
     pub fn open(path: &Path) -> Result<Dir, StoreError> {
+        check_above(path)?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = match openat(AT_FDCWD, path, flags, Mode::empty()) {
             Ok(fd) => fd,
@@ -48,6 +53,7 @@ impl Dir {
     }
 
     pub fn open_or_create(path: &Path) -> Result<Dir, StoreError> {
+        check_above(path)?;
         match mkdirat(AT_FDCWD, path, Mode::from_bits_truncate(0o700)) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(errno) => return Err(io(path, "create the store directory", errno)),
@@ -216,6 +222,13 @@ impl Dir {
     pub fn fd(&self) -> impl AsFd + '_ {
         self.fd.as_fd()
     }
+}
+
+fn check_above(path: &Path) -> Result<(), StoreError> {
+    check_ancestors(path, "the store").map_err(|message| StoreError::UnsafePath {
+        path: path.into(),
+        message,
+    })
 }
 
 /// A store file must be a regular file, owned by the effective uid, with no group or
