@@ -11,7 +11,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use pam_mfa::accounts::Account;
+use pam_mfa::accounts::{Account, NamedId};
 use pam_mfa::clock::Date;
 use pam_mfa::otp::hotp::format_code;
 use pam_mfa::otp::totp::totp;
@@ -74,7 +74,16 @@ fn account(name: &str, uid: u32, groups: &[&str]) -> Account {
     Account {
         name: UserName::parse(name).expect("a valid name"),
         uid,
-        groups: groups.iter().map(|g| g.to_string()).collect(),
+        gids: (0..groups.len()).map(|i| 20_000 + i as u32).collect(),
+        groups: groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| NamedId {
+                name: g.to_string(),
+                id: 20_000 + i as u32,
+            })
+            .collect(),
+        same_uid: Vec::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
-use crate::accounts::{self, Account, AccountError};
+use crate::accounts::{self, Account, AccountError, Names};
 use crate::audit::{self, Event, Sink, Syslog, Verdict};
 use crate::clock::{Clock, Date};
 use crate::otp::verify::{
@@ -413,7 +413,9 @@ fn decide(
     else {
         return prompt_then(conv, Outcome::UnknownUser);
     };
-    let account = match accounts::lookup(&name) {
+    let names =
+        Names::resolve(policy.named_groups(), policy.named_users()).map_err(Failure::Account)?;
+    let account = match accounts::lookup(&name, &names) {
         Ok(account) => account,
         Err(AccountError::Unknown) => return prompt_then(conv, Outcome::UnknownUser),
         Err(e) => return Err(Failure::Account(e)),
@@ -442,7 +444,7 @@ fn decide(
     trail.rule = Some(decision.by.rule_name().to_owned());
     trail.why = Some(decision.by.to_string());
     if options.debug {
-        debug_line(options, &policy, &account, &decision);
+        debug_line(options, &policy, &names, &account, &decision);
     }
     if decision.mode == Mode::Exempt {
         return Ok(Outcome::Ignore(Pass::Exempt));
@@ -724,17 +726,33 @@ fn enroll_at_login(
     Ok(Outcome::Success(Proof::SelfEnrolled(verified)))
 }
 
-fn debug_line(options: &Options, policy: &Policy, account: &Account, decision: &Decision) {
+fn debug_line(
+    options: &Options,
+    policy: &Policy,
+    names: &Names,
+    account: &Account,
+    decision: &Decision,
+) {
     let sink = Syslog {
         socket: &options.log_socket,
+    };
+    let join = |ids: &mut dyn Iterator<Item = String>| {
+        let list = ids.collect::<Vec<_>>().join(",");
+        if list.is_empty() {
+            "-".to_owned()
+        } else {
+            list
+        }
     };
     sink.send(
         audit::Severity::Info,
         &format!(
-            "debug: user={} uid={} groups={} policy={} store={} mode={} why=\"{}\" max_failures={} lockout_seconds={}",
+            "debug: user={} uid={} gids={} groups={} unknown_groups={} policy={} store={} mode={} why=\"{}\" max_failures={} lockout_seconds={}",
             account.name,
             account.uid,
-            account.groups.join(","),
+            join(&mut account.gids.iter().map(u32::to_string)),
+            join(&mut account.groups.iter().map(|g| format!("{}({})", g.name, g.id))),
+            join(&mut names.unknown_groups().map(str::to_owned)),
             policy.path.display(),
             policy.store_dir.display(),
             decision.mode,

@@ -174,25 +174,6 @@ fn services_and_remote_hosts_select_rules_in_the_module() {
 }
 
 #[test]
-fn a_group_nss_cannot_name_denies_instead_of_demoting() {
-    // carol's primary group 4242 is in no group file: her groups cannot be known, so a
-    // rule on groups cannot be decided, and the account is refused even though the
-    // default would make it optional.
-    let sb = sandbox()
-        .user_with_gid("carol", 1003, 4242)
-        .policy("store_dir = \"{store}\"\ndefault_mode = \"optional\"\n[[rule]]\nname = \"p\"\ngroups = [\"wheel\"]\nmode = \"required\"\n");
-    sb.login("carol")
-        .answer("123456")
-        .run()
-        .expect(Pam::AuthinfoUnavail);
-    let line = sb.audit_line();
-    assert_eq!(line.get("outcome"), "error");
-    assert!(line.get("reason").contains("4242"), "{line:?}");
-    let explained = sb.pam_mfa(&["policy", "explain", "carol"]).run();
-    assert_eq!(explained.code, Some(1), "{explained:?}");
-}
-
-#[test]
 fn an_enrollment_deadline_lets_unenrolled_accounts_in_until_it_passes() {
     for (date, expected) in [
         ("2999-01-31", Pam::PermDenied),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use super::CliError;
-use crate::accounts::{self, Account, AccountError};
+use crate::accounts::{self, Account, AccountError, Names};
 use crate::policy::{self, Policy};
 use crate::store::Store;
 use crate::username::UserName;
@@ -42,7 +42,12 @@ pub fn stored_target(config: &std::path::Path, user: &str) -> Result<Target, Cli
 }
 
 pub fn lookup(user: &UserName) -> Result<Account, CliError> {
-    match accounts::lookup(user) {
+    lookup_with(user, &Names::default())
+}
+
+/// Like `lookup`, matching the account against `names` (those of a policy, resolved once).
+pub fn lookup_with(user: &UserName, names: &Names) -> Result<Account, CliError> {
+    match accounts::lookup(user, names) {
         Ok(account) if account.name != *user => Err(CliError::new(format!(
             "{user}: NSS knows this account as {}; use that name",
             account.name
@@ -51,6 +56,12 @@ pub fn lookup(user: &UserName) -> Result<Account, CliError> {
         Err(AccountError::Unknown) => Err(CliError::new(format!("no such user: {user}"))),
         Err(e) => Err(CliError::new(format!("{user}: {e}"))),
     }
+}
+
+/// The names `policy` mentions, resolved through NSS.
+pub fn policy_names(policy: &Policy) -> Result<Names, CliError> {
+    Names::resolve(policy.named_groups(), policy.named_users())
+        .map_err(|e| CliError::new(e.to_string()))
 }
 
 /// Opens the policy's store; an ownership error says who must run the command.
@@ -96,6 +107,25 @@ pub fn all_accounts() -> Result<Vec<(String, u32, PathBuf)>, CliError> {
                 uid,
                 PathBuf::from(fields.get(5)?),
             ))
+        })
+        .collect())
+}
+
+/// (name, gid) of every group NSS enumerates (a directory may list none of its own).
+pub fn all_groups() -> Result<Vec<(String, u32)>, CliError> {
+    let output = Command::new("getent")
+        .arg("group")
+        .output()
+        .map_err(|e| CliError::new(format!("cannot run getent group: {e}")))?;
+    if !output.status.success() {
+        return Err(CliError::new("getent group failed; cannot list groups"));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            Some((fields.first()?.to_string(), fields.get(2)?.parse().ok()?))
         })
         .collect())
 }

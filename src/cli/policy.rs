@@ -6,12 +6,12 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::account::{lookup, open_store};
+use super::account::{all_groups, lookup_with, open_store, policy_names};
 use super::{CliError, ConfigArg};
-use crate::accounts;
+use crate::accounts::{self, NamedId, Names};
 use crate::authenticate::{plan, Plan};
 use crate::clock::{Clock, SystemClock};
-use crate::policy::{self, lint, Context, DecidedBy, Mode, Policy, Window};
+use crate::policy::{self, lint, Context, DecidedBy, Mode, Policy, Rule, Via, Window};
 use crate::store::Store;
 use crate::username::UserName;
 
@@ -25,6 +25,9 @@ pub enum PolicyCommand {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
+    /// Fail (exit status 1) on warnings too, not only on errors.
+    #[arg(long)]
+    strict: bool,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -81,7 +84,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
                 Ok(true) => {}
                 Ok(false) => {
                     println!(
-                        "{}: warning: rule {:?}: group {group:?} is not known to NSS",
+                        "{}: warning: rule {:?}: group {group:?} is not known to NSS: it matches nobody",
                         at(Some(rule.line)),
                         rule.name
                     );
@@ -99,6 +102,26 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
             }
         }
     }
+    for SharedGid {
+        rule,
+        group,
+        others,
+    } in shared_gids(&policy)?
+    {
+        println!(
+            "{}: warning: rule {:?}: group {:?} shares gid {} with {}: one group to the kernel, so the rule reaches the members of each",
+            at(Some(rule.line)),
+            rule.name,
+            group.name,
+            group.id,
+            others
+                .iter()
+                .map(|o| format!("{o:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        warnings += 1;
+    }
     // Rules compare the name NSS gives an account: where the directory knows a user under
     // another spelling (case, alias), the rule's entry matches no login.
     for rule in &policy.rules {
@@ -106,7 +129,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
             let Ok(name) = UserName::parse(user) else {
                 continue;
             };
-            if let Ok(account) = accounts::lookup(&name) {
+            if let Ok(account) = accounts::lookup(&name, &Names::default()) {
                 if account.name != name {
                     println!(
                         "{}: warning: rule {:?}: user {user:?} is {} in NSS; rules compare that name, so this entry matches no one",
@@ -130,6 +153,9 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
         warnings += 1;
     }
     let privileged = lint::privileged_groups(&policy);
+    // Unresolvable names are reported above; here they only reach nobody.
+    let privileged_names =
+        Names::resolve(privileged.iter().map(String::as_str), []).unwrap_or_default();
     for rule in policy.rules.iter().filter(|r| r.mode == Mode::Exempt) {
         let mut reached: Vec<String> = rule
             .groups
@@ -140,10 +166,10 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
         for user in &rule.users {
             if let Ok(account) = UserName::parse(user)
                 .map_err(drop)
-                .and_then(|u| accounts::lookup(&u).map_err(drop))
+                .and_then(|u| accounts::lookup(&u, &privileged_names).map_err(drop))
             {
-                if let Some(group) = account.groups.iter().find(|g| privileged.contains(g)) {
-                    reached.push(format!("user {user:?} (in {group:?})"));
+                if let Some(group) = account.groups.first() {
+                    reached.push(format!("user {user:?} (in {:?})", group.name));
                 }
             }
         }
@@ -160,7 +186,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
             warnings += 1;
         }
     }
-    if errors > 0 {
+    if errors > 0 || (args.strict && warnings > 0) {
         eprintln!("{file}: {errors} error(s), {warnings} warning(s)");
         return Err(CliError::silent());
     }
@@ -170,6 +196,67 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
         policy.default_mode
     );
     Ok(())
+}
+
+/// A group a rule names whose gid other groups have too.
+struct SharedGid<'a> {
+    rule: &'a Rule,
+    group: NamedId,
+    /// The other names of the gid.
+    others: Vec<String>,
+}
+
+/// Each group a rule names that shares its gid with another group. The other names come
+/// from NSS's name for the gid, the groups NSS enumerates (a directory may not), and the
+/// groups the policy names.
+fn shared_gids(policy: &Policy) -> Result<Vec<SharedGid<'_>>, CliError> {
+    let mut resolved: Vec<(&str, u32)> = Vec::new();
+    for group in policy.named_groups() {
+        if let Ok(Some(gid)) = accounts::group_id(group) {
+            resolved.push((group, gid));
+        }
+    }
+    let listed = all_groups()?;
+    let mut found = Vec::new();
+    for rule in &policy.rules {
+        for group in &rule.groups {
+            let Some(&(_, gid)) = resolved.iter().find(|(name, _)| name == group) else {
+                continue;
+            };
+            let mut others: Vec<String> = Vec::new();
+            let first = accounts::group_name(gid).ok().flatten();
+            let candidates = first
+                .into_iter()
+                .chain(
+                    listed
+                        .iter()
+                        .filter(|(_, id)| *id == gid)
+                        .map(|(n, _)| n.clone()),
+                )
+                .chain(
+                    resolved
+                        .iter()
+                        .filter(|(_, id)| *id == gid)
+                        .map(|(n, _)| n.to_string()),
+                );
+            for name in candidates {
+                if &name != group && !others.contains(&name) {
+                    others.push(name);
+                }
+            }
+            if !others.is_empty() {
+                found.push(SharedGid {
+                    rule,
+                    group: NamedId {
+                        name: group.clone(),
+                        id: gid,
+                    },
+                    others,
+                });
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// `FILE:LINE: message` becomes `FILE:LINE: LEVEL: message`.
@@ -184,7 +271,9 @@ fn with_level(message: &str, level: &str) -> String {
 fn explain(args: &ExplainArgs) -> Result<(), CliError> {
     let policy = policy::load(&args.config.config)?;
     let user = UserName::parse(&args.user)?;
-    let account = lookup(&user)?;
+    let names = policy_names(&policy)?;
+    let account = lookup_with(&user, &names)?;
+    let unknown_groups: Vec<&str> = names.unknown_groups().collect();
     let clock = SystemClock;
     let today = clock.today();
     let context = Context {
@@ -211,7 +300,14 @@ fn explain(args: &ExplainArgs) -> Result<(), CliError> {
         let value = json!({
             "user": user.as_str(),
             "uid": account.uid,
-            "groups": account.groups,
+            "gids": account.gids,
+            "groups": account
+                .groups
+                .iter()
+                .map(|g| json!({ "name": g.name, "gid": g.id }))
+                .collect::<Vec<_>>(),
+            "unknown_groups": unknown_groups,
+            "via": via_json(&decision.by),
             "service": args.service,
             "rhost": args.rhost,
             "mode": decision.mode.name(),
@@ -292,11 +388,29 @@ fn explain(args: &ExplainArgs) -> Result<(), CliError> {
             "  remember:  {seconds} s: after a valid code, sudo and su (no remote host) in the same audit session skip it"
         );
     }
+    for group in &unknown_groups {
+        println!("  unknown:   group {group:?} is not known to NSS and matches nobody");
+    }
     if let Some(until) = locked_until {
         println!("  locked:    until {until} (pam-mfa unlock {user})");
     }
     println!("  outcome:   {}", plan.describe());
     Ok(())
+}
+
+/// How the deciding rule named the account, for `explain --json` (null for root and the
+/// default).
+fn via_json(by: &DecidedBy) -> serde_json::Value {
+    let DecidedBy::Rule { matched, .. } = by else {
+        return serde_json::Value::Null;
+    };
+    match &matched.via {
+        Via::User => json!({ "kind": "user" }),
+        Via::SameUid(user) => json!({ "kind": "same_uid", "user": user.name, "uid": user.id }),
+        Via::Group(group) => json!({ "kind": "group", "group": group.name, "gid": group.id }),
+        Via::Uid(uid) => json!({ "kind": "uid", "uid": uid }),
+        Via::Anyone => json!({ "kind": "anyone" }),
+    }
 }
 
 fn rule_line(policy: &Policy, by: &DecidedBy) -> Option<usize> {

@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use clap::Args;
 use serde_json::json;
 
-use super::account::{all_accounts, lookup, open_store};
+use super::account::{all_accounts, lookup_with, open_store, policy_names};
 use super::{CliError, ConfigArg};
 use crate::accounts::{self, AccountError};
 use crate::clock::{format_utc, Clock, SystemClock};
@@ -83,6 +83,7 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
         rhost: "",
         today: clock.today(),
     };
+    let names = policy_names(&policy)?;
     let mut rows = Vec::with_capacity(users.len());
     for user in &users {
         let mut row = Row {
@@ -99,7 +100,7 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
             problem: None,
             clock_offset: None,
         };
-        let limits = match lookup(user) {
+        let limits = match lookup_with(user, &names) {
             Ok(account) => {
                 let decision = policy::evaluate(&policy, &account, &context);
                 row.mode = decision.mode.name().into();
@@ -272,6 +273,7 @@ fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), Cli
     // looked up once.
     let mut seen = std::collections::HashSet::new();
     candidates.retain(|name| seen.insert(name.clone()));
+    let names = policy_names(policy)?;
     let mut found: Vec<(String, String)> = Vec::new();
     for name in candidates {
         let Ok(user) = UserName::parse(&name) else {
@@ -280,7 +282,7 @@ fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), Cli
         if store.is_enrolled(&user)? {
             continue;
         }
-        let why = match accounts::lookup(&user) {
+        let why = match accounts::lookup(&user, &names) {
             Ok(account) => match policy::may_require(policy, &account) {
                 Some(requirement) => requirement.to_string(),
                 None => continue,

@@ -163,6 +163,22 @@ pub struct Policy {
     pub rules: Vec<Rule>,
 }
 
+impl Policy {
+    /// Every group name the rules mention (repeats included), for resolving to gids.
+    pub fn named_groups(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.groups.iter().map(String::as_str))
+    }
+
+    /// Every user name the rules mention (repeats included), for resolving to uids.
+    pub fn named_users(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.users.iter().map(String::as_str))
+    }
+}
+
 /// One `[[rule]]`. It matches when every condition it names matches; `users`, `groups`
 /// and `uids` together make one condition (the account is named by any of them).
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::{Cidr, Limits, Mode, Policy, Rule};
-use crate::accounts::Account;
+use crate::accounts::{Account, NamedId};
 use crate::clock::Date;
 
 /// What the request brings besides the account.
@@ -113,7 +113,10 @@ impl Rhost {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Via {
     User,
-    Group(String),
+    /// Another passwd name of the account's uid (a second entry, `alice2` with alice's uid).
+    SameUid(NamedId),
+    /// A group of the rule whose gid the account has.
+    Group(NamedId),
     Uid(u32),
     /// The rule names no users, groups or uids.
     Anyone,
@@ -141,7 +144,12 @@ impl fmt::Display for DecidedBy {
                 write!(f, "rule '{name}' matches")?;
                 match &matched.via {
                     Via::User => f.write_str(" the user")?,
-                    Via::Group(group) => write!(f, " through group '{group}'")?,
+                    Via::SameUid(user) => {
+                        write!(f, " through user '{}' (same uid {})", user.name, user.id)?
+                    }
+                    Via::Group(group) => {
+                        write!(f, " through group '{}' (gid {})", group.name, group.id)?
+                    }
                     Via::Uid(uid) => write!(f, " through uid {uid}")?,
                     Via::Anyone => f.write_str(" any account")?,
                 }
@@ -264,13 +272,21 @@ pub fn may_require(policy: &Policy, account: &Account) -> Option<Requirement> {
     (policy.default_mode == Mode::Required).then_some(Requirement::Default)
 }
 
-/// How `rule`'s account condition (users, groups, uids) names `account`, or None.
+/// How `rule`'s account condition (users, groups, uids) names `account`, or None. Users
+/// match by name or by uid (another passwd name of the same uid is the same account to the
+/// kernel), groups by gid: what `account` says of the names the policy mentions.
 fn names(rule: &Rule, account: &Account) -> Option<Via> {
     if !rule.names_accounts() {
         Some(Via::Anyone)
     } else if rule.users.iter().any(|u| u == account.name.as_str()) {
         Some(Via::User)
-    } else if let Some(group) = rule.groups.iter().find(|g| account.groups.contains(g)) {
+    } else if let Some(user) = account
+        .same_uid
+        .iter()
+        .find(|same| rule.users.contains(&same.name))
+    {
+        Some(Via::SameUid(user.clone()))
+    } else if let Some(group) = rule.groups.iter().find_map(|g| account.group(g)) {
         Some(Via::Group(group.clone()))
     } else if rule.uids.iter().any(|r| r.contains(&account.uid)) {
         Some(Via::Uid(account.uid))

@@ -22,8 +22,12 @@ struct Fixture {
 struct Case {
     user: String,
     uid: u32,
+    /// The policy's groups the account has the gid of.
     #[serde(default)]
     groups: Vec<String>,
+    /// The policy's user names NSS gives the account's uid too.
+    #[serde(default)]
+    same_uid: Vec<String>,
     #[serde(default)]
     service: String,
     #[serde(default)]
@@ -67,7 +71,8 @@ fn via_name(decision: &Decision) -> String {
         DecidedBy::Default => "default".into(),
         DecidedBy::Rule { matched, .. } => match &matched.via {
             Via::User => "user".into(),
-            Via::Group(g) => format!("group:{g}"),
+            Via::SameUid(u) => format!("same_uid:{}", u.name),
+            Via::Group(g) => format!("group:{}", g.name),
             Via::Uid(u) => format!("uid:{u}"),
             Via::Anyone => "anyone".into(),
         },
@@ -89,7 +94,24 @@ fn fixtures_decide_as_expected() {
             let account = Account {
                 name: UserName::parse(&case.user).unwrap(),
                 uid: case.uid,
-                groups: case.groups.clone(),
+                gids: (0..case.groups.len()).map(|i| 10_000 + i as u32).collect(),
+                groups: case
+                    .groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| NamedId {
+                        name: name.clone(),
+                        id: 10_000 + i as u32,
+                    })
+                    .collect(),
+                same_uid: case
+                    .same_uid
+                    .iter()
+                    .map(|name| NamedId {
+                        name: name.clone(),
+                        id: case.uid,
+                    })
+                    .collect(),
             };
             let today = date(&case.today);
             let context = Context {
@@ -153,7 +175,12 @@ fn explanations_name_what_matched() {
     let account = Account {
         name: UserName::parse("alice").unwrap(),
         uid: 1000,
-        groups: vec!["alice".into(), "wheel".into()],
+        gids: vec![1000, 10],
+        groups: vec![NamedId {
+            name: "wheel".into(),
+            id: 10,
+        }],
+        same_uid: Vec::new(),
     };
     let context = Context {
         service: "sshd",
@@ -163,6 +190,40 @@ fn explanations_name_what_matched() {
     let decision = evaluate(&policy, &account, &context);
     assert_eq!(
         decision.by.to_string(),
-        "rule 'ops' matches through group 'wheel', service 'sshd', from 10.0.0.0/8"
+        "rule 'ops' matches through group 'wheel' (gid 10), service 'sshd', from 10.0.0.0/8"
+    );
+}
+
+#[test]
+fn a_second_name_of_the_uid_is_named_by_the_first() {
+    let policy = parse(
+        "[[rule]]\nname = \"deployers\"\nusers = [\"alice\"]\nmode = \"required\"\n",
+        Path::new("p.toml"),
+    )
+    .unwrap();
+    let alice2 = Account {
+        name: UserName::parse("alice2").unwrap(),
+        uid: 1000,
+        gids: vec![1000],
+        groups: Vec::new(),
+        same_uid: vec![NamedId {
+            name: "alice".into(),
+            id: 1000,
+        }],
+    };
+    let context = Context {
+        service: "sshd",
+        rhost: "",
+        today: Date::new(2026, 1, 1).unwrap(),
+    };
+    let decision = evaluate(&policy, &alice2, &context);
+    assert_eq!(decision.mode, Mode::Required);
+    assert_eq!(
+        decision.by.to_string(),
+        "rule 'deployers' matches through user 'alice' (same uid 1000)"
+    );
+    assert_eq!(
+        may_require(&policy, &alice2),
+        Some(Requirement::Rule("deployers".into()))
     );
 }

@@ -1,0 +1,259 @@
+//! Accounts as directories (LDAP, SSSD, Active Directory) give them, through the real
+//! libpam and the admin command with nss_wrapper: group ids without a name, groups that
+//! share one gid, a second passwd name for one uid, and groups the policy names that NSS
+//! does not know.
+
+mod common;
+
+use common::{sandbox, Pam, Sandbox, Totp, SECRET};
+
+/// A required rule on the group `admins`; everyone else optional.
+const ADMINS_REQUIRED: &str = r#"
+store_dir = "{store}"
+default_mode = "optional"
+fail_delay_ms = 0
+
+[[rule]]
+name = "admins"
+groups = ["admins"]
+mode = "required"
+"#;
+
+/// carol's primary gid 4242 is in no group file, as a directory's gidNumber often is.
+fn nameless_primary_gid() -> Sandbox {
+    sandbox()
+        .user_with_gid("carol", 1003, 4242)
+        .user("dave", 1004)
+        .group("admins", 20, &["dave"])
+        .policy(ADMINS_REQUIRED)
+}
+
+#[test]
+fn a_primary_gid_without_a_name_is_no_error() {
+    let sb = nameless_primary_gid();
+
+    // Optional and unenrolled: ignored, as the default says.
+    sb.login("carol")
+        .run()
+        .expect_not_prompted()
+        .expect_ignored();
+    sb.audit_line()
+        .expect("carol", "optional", "default", "ignore");
+
+    // She enrolls through the CLI, then is asked and let in with the right code.
+    let sb = sb.enroll_with_cli("carol", SECRET);
+    sb.login("carol")
+        .answer(&Totp::new(SECRET).code())
+        .run()
+        .expect_prompted()
+        .expect(Pam::Success);
+    sb.audit_line()
+        .expect("carol", "optional", "default", "success");
+
+    for args in [
+        &["status", "carol"][..],
+        &["policy", "explain", "carol"],
+        &["policy", "explain", "carol", "--json"],
+    ] {
+        let run = sb.pam_mfa(args).run();
+        assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
+    }
+    let json = sb
+        .pam_mfa(&["policy", "explain", "carol", "--json"])
+        .run()
+        .stdout;
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["gids"], serde_json::json!([4242]), "{json}");
+    assert_eq!(value["mode"], "optional", "{json}");
+}
+
+#[test]
+fn a_nameless_gid_does_not_hide_a_group_rule() {
+    // dave's primary group is nameless; admins (by its member list) still brings its rule.
+    let sb = sandbox()
+        .user_with_gid("dave", 1004, 4242)
+        .group("admins", 20, &["dave"])
+        .policy(ADMINS_REQUIRED)
+        .enroll("dave", SECRET);
+    sb.login("dave")
+        .answer(&Totp::new(SECRET).wrong_code())
+        .run()
+        .expect_prompted()
+        .expect(Pam::AuthErr);
+    sb.audit_line().expect("dave", "required", "admins", "deny");
+
+    // A primary gid that the policy's group has: a member by gid, as the kernel sees it.
+    let sb = sandbox()
+        .user_with_gid("erin", 1005, 20)
+        .group("admins", 20, &[])
+        .policy(ADMINS_REQUIRED);
+    sb.login("erin")
+        .answer("123456")
+        .run()
+        .expect_prompted()
+        .expect(Pam::AuthErr);
+    sb.audit_line().expect("erin", "required", "admins", "deny");
+}
+
+/// `wheel:x:10:carol` and `admins:x:10:dave`: NSS names gid 10 "wheel", but it is one group
+/// to the kernel. A rule on admins must reach dave (and carol: the same gid).
+#[test]
+fn groups_that_share_a_gid_are_one_group() {
+    let sb = sandbox()
+        .user("carol", 1002)
+        .user("dave", 1003)
+        .user("frank", 1006)
+        .group("wheel", 10, &["carol"])
+        .group("admins", 10, &["dave"])
+        .policy(ADMINS_REQUIRED);
+    for user in ["dave", "carol"] {
+        sb.login(user)
+            .answer("123456")
+            .run()
+            .expect_prompted()
+            .expect(Pam::AuthErr);
+        sb.audit_line().expect(user, "required", "admins", "deny");
+    }
+    sb.login("frank")
+        .run()
+        .expect_not_prompted()
+        .expect_ignored();
+    sb.audit_line()
+        .expect("frank", "optional", "default", "ignore");
+
+    let explained = sb.pam_mfa(&["policy", "explain", "dave"]).run();
+    assert!(
+        explained
+            .stdout
+            .contains("rule 'admins' matches through group 'admins' (gid 10)"),
+        "{explained:?}"
+    );
+    let json = sb
+        .pam_mfa(&["policy", "explain", "dave", "--json"])
+        .run()
+        .stdout;
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        value["via"],
+        serde_json::json!({ "kind": "group", "group": "admins", "gid": 10 }),
+        "{json}"
+    );
+    assert_eq!(
+        value["groups"],
+        serde_json::json!([{ "name": "admins", "gid": 10 }]),
+        "{json}"
+    );
+
+    let check = sb.pam_mfa(&["policy", "check"]).run();
+    assert_eq!(check.code, Some(0), "{check:?}");
+    let policy = sb.policy_path();
+    let expected = format!(
+        "{}:6: warning: rule \"admins\": group \"admins\" shares gid 10 with \"wheel\": one group",
+        policy.display()
+    );
+    assert!(
+        check.stdout.lines().any(|l| l.starts_with(&expected)),
+        "{check:?}"
+    );
+    let strict = sb.pam_mfa(&["policy", "check", "--strict"]).run();
+    assert_eq!(strict.code, Some(1), "{strict:?}");
+}
+
+#[test]
+fn a_policy_group_nss_does_not_know_matches_nobody_and_is_reported() {
+    let sb = sandbox()
+        .user("alice", 1000)
+        .group("wheel", 10, &["alice"])
+        .policy(
+            r#"
+store_dir = "{store}"
+default_mode = "optional"
+
+[[rule]]
+name = "typo"
+groups = ["whee1", "wheel"]
+mode = "required"
+"#,
+        )
+        .service(
+            "debug",
+            "auth required {module} debug config={config} log_socket={log}\n",
+        );
+    // The known group still counts.
+    sb.login("alice")
+        .service("debug")
+        .answer("123456")
+        .run()
+        .expect(Pam::AuthErr);
+    let lines = sb.audit_lines();
+    let debug = lines
+        .iter()
+        .find(|l| l.raw.contains("debug: "))
+        .unwrap_or_else(|| panic!("no debug line: {lines:#?}"));
+    assert!(debug.raw.contains("unknown_groups=whee1 "), "{debug:?}");
+    assert!(debug.raw.contains("groups=wheel(10) "), "{debug:?}");
+
+    let check = sb.pam_mfa(&["policy", "check"]).run();
+    assert_eq!(check.code, Some(0), "{check:?}");
+    let expected = format!(
+        "{}:5: warning: rule \"typo\": group \"whee1\" is not known to NSS: it matches nobody",
+        sb.policy_path().display()
+    );
+    assert!(check.stdout.lines().any(|l| l == expected), "{check:?}");
+    let strict = sb.pam_mfa(&["policy", "check", "--strict"]).run();
+    assert_eq!(strict.code, Some(1), "{strict:?}");
+    assert!(strict.stdout.contains(&expected), "{strict:?}");
+
+    let explained = sb.pam_mfa(&["policy", "explain", "alice"]).run();
+    assert!(
+        explained
+            .stdout
+            .contains("group \"whee1\" is not known to NSS and matches nobody"),
+        "{explained:?}"
+    );
+}
+
+/// alice2 has alice's uid: to the kernel, the same account. A rule naming alice names it.
+#[test]
+fn a_second_passwd_name_of_a_uid_is_named_by_the_first() {
+    let sb = sandbox()
+        .user("alice", 1000)
+        .user_with_gid("alice2", 1000, 1000)
+        .user("bob", 1001)
+        .policy(
+            r#"
+store_dir = "{store}"
+default_mode = "exempt"
+fail_delay_ms = 0
+
+[[rule]]
+name = "alice"
+users = ["alice"]
+mode = "required"
+"#,
+        )
+        .enroll("alice2", SECRET);
+    sb.login("alice2")
+        .answer(&Totp::new(SECRET).wrong_code())
+        .run()
+        .expect_prompted()
+        .expect(Pam::AuthErr);
+    sb.audit_line()
+        .expect("alice2", "required", "alice", "deny");
+    sb.login("alice2")
+        .answer(&Totp::new(SECRET).code())
+        .run()
+        .expect(Pam::Success);
+    sb.audit_line()
+        .expect("alice2", "required", "alice", "success");
+    sb.login("bob").run().expect_not_prompted().expect_ignored();
+    sb.audit_line().expect("bob", "exempt", "default", "ignore");
+
+    let explained = sb.pam_mfa(&["policy", "explain", "alice2"]).run();
+    assert!(
+        explained
+            .stdout
+            .contains("rule 'alice' matches through user 'alice' (same uid 1000)"),
+        "{explained:?}"
+    );
+}
