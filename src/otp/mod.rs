@@ -9,6 +9,10 @@ pub mod verify;
 
 use std::fmt;
 
+/// The most TOTP steps each way a code may be from now, for a record and for the policy:
+/// 10 steps of 30 s already accept a code five minutes old.
+pub const MAX_TOTP_WINDOW: u32 = 10;
+
 /// The HMAC hash function behind a code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {

@@ -15,7 +15,7 @@ use super::{
     Cidr, Limits, Mode, Policy, Rule, Window, DEFAULT_FAIL_DELAY_MS, DEFAULT_LOCKOUT_SECONDS,
     DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR, MAX_REMEMBER_SECONDS,
 };
-use crate::store::record::MAX_TOTP_WINDOW;
+use crate::otp::MAX_TOTP_WINDOW;
 use crate::trusted_path::{check_ancestors, guarded};
 use crate::username::UserName;
 

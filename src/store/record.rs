@@ -42,8 +42,9 @@ impl Kind {
 pub const DEFAULT_PERIOD: u32 = 30;
 pub const DEFAULT_TOTP_WINDOW: u32 = 1;
 pub const DEFAULT_HOTP_WINDOW: u32 = 10;
-pub const MAX_TOTP_WINDOW: u32 = 10;
 pub const MAX_HOTP_WINDOW: u32 = 100;
+/// A limit of the algorithm, kept in otp/ where the policy takes it too.
+pub use crate::otp::MAX_TOTP_WINDOW;
 /// Longest token serial number or manufacturer name a record keeps, in bytes.
 pub const MAX_LABEL_LEN: usize = 128;
 
