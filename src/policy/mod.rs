@@ -8,7 +8,6 @@ pub mod cidr;
 pub mod evaluate;
 pub mod lint;
 pub mod parse;
-pub mod syntax;
 
 use std::fmt;
 use std::ops::RangeInclusive;

@@ -3,18 +3,24 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::syntax::{self, line_of, Entry, Spanned, Value};
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::value::Datetime;
+use toml::Spanned;
 
 use super::{
     Cidr, Limits, Mode, Policy, Rule, Window, DEFAULT_FAIL_DELAY_MS, DEFAULT_LOCKOUT_SECONDS,
     DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR, MAX_REMEMBER_SECONDS,
 };
+use crate::clock::Date;
 use crate::otp::MAX_TOTP_WINDOW;
 use crate::trusted_path::{check_ancestors, guarded};
 use crate::username::UserName;
@@ -92,58 +98,34 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     parse(&text, path)
 }
 
-/// The policy's settings as written, each with where it starts.
-#[derive(Default)]
+/// The policy as written: what serde reads from the TOML, each value with the span it
+/// came from, so that a check made after reading still names the line. A new table (such
+/// as a later `[store]`) is one more field here and one more key in `POLICY_KEYS`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawPolicy {
     store_dir: Option<Spanned<String>>,
-    default_mode: Option<Spanned<String>>,
+    default_mode: Option<Spanned<Mode>>,
     window: Option<Spanned<i64>>,
     max_failures: Option<Spanned<i64>>,
     lockout_seconds: Option<Spanned<i64>>,
     fail_delay_ms: Option<Spanned<i64>>,
+    #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
 
-const POLICY_KEYS: &str =
-    "store_dir, default_mode, window, max_failures, lockout_seconds, fail_delay_ms";
-
-impl RawPolicy {
-    fn from_document(document: syntax::Document) -> Result<RawPolicy, Bad> {
-        let mut raw = RawPolicy::default();
-        for Entry { key, value } in document.top.entries {
-            let name = key.value.as_str();
-            match name {
-                "store_dir" => raw.store_dir = Some(string(name, value)?),
-                "default_mode" => raw.default_mode = Some(string(name, value)?),
-                "window" => raw.window = Some(integer(name, value)?),
-                "max_failures" => raw.max_failures = Some(integer(name, value)?),
-                "lockout_seconds" => raw.lockout_seconds = Some(integer(name, value)?),
-                "fail_delay_ms" => raw.fail_delay_ms = Some(integer(name, value)?),
-                _ => return Err(unknown(&key, POLICY_KEYS)),
-            }
-        }
-        for table in document.rules {
-            let at = table.at;
-            raw.rule.push(Spanned {
-                value: RawRule::from_table(table)?,
-                at,
-            });
-        }
-        Ok(raw)
-    }
-}
-
 /// One `[[rule]]` as written.
-#[derive(Default)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     name: Spanned<String>,
-    mode: Spanned<String>,
-    users: Vec<Spanned<String>>,
-    groups: Vec<Spanned<String>>,
-    uids: Vec<Spanned<Value>>,
-    services: Vec<Spanned<String>>,
-    from: Vec<Spanned<String>>,
-    enroll_by: Option<Spanned<Value>>,
+    mode: Spanned<Mode>,
+    users: Option<Spanned<Vec<Spanned<String>>>>,
+    groups: Option<Spanned<Vec<Spanned<String>>>>,
+    uids: Option<Spanned<Vec<Spanned<Uid>>>>,
+    services: Option<Spanned<Vec<Spanned<String>>>>,
+    from: Option<Spanned<Vec<Spanned<String>>>>,
+    enroll_by: Option<Spanned<Datetime>>,
     window: Option<Spanned<i64>>,
     max_failures: Option<Spanned<i64>>,
     lockout_seconds: Option<Spanned<i64>>,
@@ -152,65 +134,273 @@ struct RawRule {
     allow_root: Option<Spanned<bool>>,
 }
 
-const RULE_KEYS: &str = "name, mode, users, groups, uids, services, from, enroll_by, window, \
-     max_failures, lockout_seconds, self_enroll, remember_seconds, allow_root";
+/// The keys of `RawPolicy` and `RawRule`, for "did you mean" and "expected one of".
+const POLICY_KEYS: &[&str] = &[
+    "store_dir",
+    "default_mode",
+    "window",
+    "max_failures",
+    "lockout_seconds",
+    "fail_delay_ms",
+    "rule",
+];
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "mode",
+    "users",
+    "groups",
+    "uids",
+    "services",
+    "from",
+    "enroll_by",
+    "window",
+    "max_failures",
+    "lockout_seconds",
+    "self_enroll",
+    "remember_seconds",
+    "allow_root",
+];
 
-/// Whether `key` is one the policy uses, at the top level or in a rule. Messages about
-/// the file's text quote nothing else from it: a file given as `--config` by mistake
-/// (a google-authenticator file, a key file) must not have its first line printed.
-pub(super) fn is_policy_key(key: &str) -> bool {
-    POLICY_KEYS
-        .split(", ")
-        .chain(RULE_KEYS.split(", "))
-        .any(|known| known == key)
-}
-
-impl RawRule {
-    fn from_table(table: syntax::Table) -> Result<RawRule, Bad> {
-        let mut raw = RawRule::default();
-        let (mut rule_name, mut mode) = (None, None);
-        for Entry { key, value } in table.entries {
-            let name = key.value.as_str();
-            match name {
-                "name" => rule_name = Some(string(name, value)?),
-                "mode" => mode = Some(string(name, value)?),
-                "users" => raw.users = strings(name, value)?,
-                "groups" => raw.groups = strings(name, value)?,
-                "uids" => raw.uids = array(name, value, "an array of uids")?,
-                "services" => raw.services = strings(name, value)?,
-                "from" => raw.from = strings(name, value)?,
-                "enroll_by" => raw.enroll_by = Some(value),
-                "window" => raw.window = Some(integer(name, value)?),
-                "max_failures" => raw.max_failures = Some(integer(name, value)?),
-                "lockout_seconds" => raw.lockout_seconds = Some(integer(name, value)?),
-                "self_enroll" => raw.self_enroll = Some(boolean(name, value)?),
-                "remember_seconds" => raw.remember_seconds = Some(integer(name, value)?),
-                "allow_root" => raw.allow_root = Some(boolean(name, value)?),
-                _ => return Err(unknown(&key, RULE_KEYS)),
+/// A mode as the policy writes it: `"required"`, `"optional"` or `"exempt"`.
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Mode, D::Error> {
+        struct ModeName;
+        impl de::Visitor<'_> for ModeName {
+            type Value = Mode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("one of \"required\", \"optional\", \"exempt\"")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Mode, E> {
+                match name {
+                    "required" => Ok(Mode::Required),
+                    "optional" => Ok(Mode::Optional),
+                    "exempt" => Ok(Mode::Exempt),
+                    other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+                }
             }
         }
-        let missing = |key: &str| (table.at, format!("a [[rule]] needs `{key}`"));
-        raw.name = rule_name.ok_or_else(|| missing("name"))?;
-        raw.mode = mode.ok_or_else(|| missing("mode"))?;
-        Ok(raw)
+        deserializer.deserialize_str(ModeName)
+    }
+}
+
+/// An item of `uids`: `1000`, `"1000"` or `"1000-59999"`, checked by `uid_range`.
+enum Uid {
+    Number(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for Uid {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Uid, D::Error> {
+        struct UidItem;
+        impl de::Visitor<'_> for UidItem {
+            type Value = Uid;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a uid or a range such as \"1000-59999\"")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Uid, E> {
+                Ok(Uid::Number(n))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Uid, E> {
+                i64::try_from(n)
+                    .map(Uid::Number)
+                    .map_err(|_| E::custom(format!("{n} is not a uid")))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Uid, E> {
+                Ok(Uid::Text(text.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(UidItem)
     }
 }
 
 /// An error in the policy: the byte offset to point at, and the message.
 type Bad = (usize, String);
 
-fn unknown(key: &Spanned<String>, expected: &str) -> Bad {
+/// Parses policy text; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
+    let lines = Lines::new(text);
+    let error_at = |offset: usize, message: String| PolicyError {
+        path: path.to_owned(),
+        line: Some(lines.of(offset)),
+        message,
+    };
+    // TOML allows one; an editor that adds it unasked should be told, not obeyed quietly.
+    if text.starts_with('\u{feff}') {
+        return Err(error_at(
+            0,
+            "the file starts with a byte order mark; save it as UTF-8 without one".into(),
+        ));
+    }
+    let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+        let (at, message) = explain(text, &e);
+        PolicyError {
+            path: path.to_owned(),
+            line: at.map(|at| lines.of(at)),
+            message,
+        }
+    })?;
+
+    let store_dir_line = raw.store_dir.as_ref().map(|d| lines.of(d.span().start));
+    let store_dir = match raw.store_dir {
+        Some(dir) => {
+            let start = dir.span().start;
+            let dir = PathBuf::from(dir.into_inner());
+            if !dir.is_absolute() {
+                return Err(error_at(start, "store_dir must be an absolute path".into()));
+            }
+            dir
+        }
+        None => PathBuf::from(DEFAULT_STORE_DIR),
+    };
+    let default_mode = raw.default_mode.map_or(Mode::Optional, Spanned::into_inner);
+    let top = Limits {
+        window: optional(&raw.window, "window", 0, u64::from(MAX_TOTP_WINDOW))
+            .map_err(|(at, m)| error_at(at, m))?
+            .map_or(Window::Record, |w| Window::Steps(w as u32)),
+        max_failures: optional(&raw.max_failures, "max_failures", 1, 1000)
+            .map_err(|(at, m)| error_at(at, m))?
+            .map_or(DEFAULT_MAX_FAILURES, |n| n as u32),
+        lockout_seconds: optional(&raw.lockout_seconds, "lockout_seconds", 1, 30 * 86_400)
+            .map_err(|(at, m)| error_at(at, m))?
+            .unwrap_or(DEFAULT_LOCKOUT_SECONDS),
+    };
+    let fail_delay_ms = optional(&raw.fail_delay_ms, "fail_delay_ms", 0, 30_000)
+        .map_err(|(at, m)| error_at(at, m))?
+        .map_or(DEFAULT_FAIL_DELAY_MS, |n| n as u32);
+
+    let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
+    // Each rule's name and line: one lookup per rule keeps a policy of many rules linear
+    // (n log n) to read. A BTreeMap needs no random hash keys at every login.
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for spanned in raw.rule {
+        let rule_start = spanned.span().start;
+        let rule = parse_rule(spanned.into_inner(), rule_start, &top, &names, &lines)
+            .map_err(|(at, m)| error_at(at, m))?;
+        names.insert(rule.name.clone(), rule.line);
+        rules.push(rule);
+    }
+
+    Ok(Policy {
+        path: path.to_owned(),
+        store_dir,
+        store_dir_line,
+        default_mode,
+        limits: top,
+        fail_delay_ms,
+        rules,
+    })
+}
+
+/// Where a TOML or serde error points, and its message on one line, with the key it is
+/// about. Messages quote nothing of the file but the policy's own keys and their values:
+/// a file given as `--config` by mistake (a google-authenticator file, a key file) must not
+/// have its text printed.
+fn explain(text: &str, error: &toml::de::Error) -> (Option<usize>, String) {
+    let span = error.span();
+    let at = span.as_ref().map(|s| s.start);
+    let message = error.message().trim().replace('\n', "; ");
+    let Some(span) = span else {
+        return (at, message);
+    };
+    // Syntax errors come from the parser, before there is a document to look keys up in.
+    let Ok(document) = DeTable::parse(text) else {
+        if message == "duplicate key" {
+            let key = text.get(span).unwrap_or_default();
+            return (at, about(key, "set twice in the same table"));
+        }
+        return (at, message);
+    };
+    let found = key_at(document.get_ref(), span.start, false);
+    if message.starts_with("unknown field `") {
+        if let Some((key, in_rule)) = &found {
+            return (
+                at,
+                unknown(key, if *in_rule { RULE_KEYS } else { POLICY_KEYS }),
+            );
+        }
+    }
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        return (at, format!("a [[rule]] needs `{field}`"));
+    }
+    match found {
+        Some((key, _)) if key == "rule" && message.starts_with("invalid type") => (
+            at,
+            "rule: each rule is a table that starts with [[rule]]".into(),
+        ),
+        Some((key, _)) => (at, about(&key, &message)),
+        None => (at, message),
+    }
+}
+
+/// The innermost key whose name or value holds the byte offset, and whether it is in a
+/// `[[rule]]`.
+fn key_at(table: &DeTable<'_>, offset: usize, in_rule: bool) -> Option<(String, bool)> {
+    for (key, value) in table.iter() {
+        let holds = |span: std::ops::Range<usize>| span.contains(&offset) || span.start == offset;
+        if holds(key.span()) {
+            return Some((key.get_ref().to_string(), in_rule));
+        }
+        if let DeValue::Array(items) = value.get_ref() {
+            for item in items.iter() {
+                if let DeValue::Table(inner) = item.get_ref() {
+                    if let Some(found) = key_at(inner, offset, key.get_ref() == "rule") {
+                        return Some(found);
+                    }
+                    if holds(item.span()) {
+                        return Some((key.get_ref().to_string(), in_rule));
+                    }
+                }
+            }
+        }
+        if holds(value.span()) {
+            return Some((key.get_ref().to_string(), in_rule));
+        }
+    }
+    None
+}
+
+/// `message`, after `key: ` when the policy uses that key; other names are not quoted.
+fn about(key: &str, message: &str) -> String {
+    if is_policy_key(key) {
+        format!("{key}: {message}")
+    } else {
+        message.to_owned()
+    }
+}
+
+/// Whether `key` is one the policy uses, at the top level or in a rule.
+fn is_policy_key(key: &str) -> bool {
+    POLICY_KEYS.contains(&key) || RULE_KEYS.contains(&key)
+}
+
+/// An unknown key, with the known one a typo meant. The key is quoted only when it is
+/// written as the policy's keys are (a short lowercase name): a secret file's line is not.
+fn unknown(key: &str, expected: &[&str]) -> String {
     let near = expected
-        .split(", ")
-        .map(|known| (edit_distance(known, &key.value), known))
+        .iter()
+        .map(|known| (edit_distance(known, key), *known))
         .filter(|(distance, _)| *distance <= 2)
         .min()
         .map(|(_, known)| known);
-    let message = match near {
-        Some(known) => format!("unknown key `{}`; did you mean `{known}`?", key.value),
-        None => format!("unknown key `{}`, expected one of {expected}", key.value),
-    };
-    (key.at, message)
+    let key_like = !key.is_empty()
+        && key.len() <= 32
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    match (near, key_like) {
+        (Some(known), true) => format!("unknown key `{key}`; did you mean `{known}`?"),
+        (None, true) => format!(
+            "unknown key `{key}`, expected one of {}",
+            expected.join(", ")
+        ),
+        (_, false) => format!(
+            "an unknown key (not shown: it is not written as a policy key), expected one of {}",
+            expected.join(", ")
+        ),
+    }
 }
 
 /// Levenshtein distance, for suggesting the key a typo meant.
@@ -229,205 +419,123 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// The value, if `pick` finds it of the wanted type; else an "invalid type" error.
-fn typed<T>(
-    key: &str,
-    value: Spanned<Value>,
-    expected: &str,
-    pick: fn(Value) -> Option<T>,
-) -> Result<Spanned<T>, Bad> {
-    let found = value.value.type_name();
-    match pick(value.value) {
-        Some(picked) => Ok(Spanned {
-            value: picked,
-            at: value.at,
-        }),
-        None => Err((
-            value.at,
-            format!("{key}: invalid type: expected {expected}, found {found}"),
-        )),
+/// Where each line of the text starts, so that finding the line of an offset is a binary
+/// search: counting newlines from the top for each of many rules made reading a large
+/// policy quadratic.
+struct Lines {
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        let newlines = text.bytes().enumerate().filter(|&(_, b)| b == b'\n');
+        Lines {
+            starts: std::iter::once(0)
+                .chain(newlines.map(|(i, _)| i + 1))
+                .collect(),
+        }
+    }
+
+    /// 1-based line number of a byte offset.
+    fn of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset)
     }
 }
-
-fn string(key: &str, value: Spanned<Value>) -> Result<Spanned<String>, Bad> {
-    typed(key, value, "a string", |v| match v {
-        Value::String(s) => Some(s),
-        _ => None,
-    })
-}
-
-fn integer(key: &str, value: Spanned<Value>) -> Result<Spanned<i64>, Bad> {
-    typed(key, value, "a whole number", |v| match v {
-        Value::Integer(n) => Some(n),
-        _ => None,
-    })
-}
-
-fn boolean(key: &str, value: Spanned<Value>) -> Result<Spanned<bool>, Bad> {
-    typed(key, value, "true or false", |v| match v {
-        Value::Boolean(b) => Some(b),
-        _ => None,
-    })
-}
-
 /// A list condition (users, groups, uids, services, from). An empty one is refused: read
 /// as no condition it would match everyone, the opposite of what `from = []` says.
-fn array(key: &str, value: Spanned<Value>, expected: &str) -> Result<Vec<Spanned<Value>>, Bad> {
-    let items = typed(key, value, expected, |v| match v {
-        Value::Array(items) => Some(items),
-        _ => None,
-    })?;
-    if items.value.is_empty() {
+fn list<T>(key: &str, value: Option<Spanned<Vec<Spanned<T>>>>) -> Result<Vec<Spanned<T>>, Bad> {
+    let Some(items) = value else {
+        return Ok(Vec::new());
+    };
+    if items.get_ref().is_empty() {
         return Err((
-            items.at,
+            items.span().start,
             format!("{key}: an empty list names nothing; leave {key} out for a rule that does not look at it"),
         ));
     }
-    Ok(items.value)
-}
-
-fn strings(key: &str, value: Spanned<Value>) -> Result<Vec<Spanned<String>>, Bad> {
-    array(key, value, "an array of strings")?
-        .into_iter()
-        .map(|item| string(key, item))
-        .collect()
-}
-
-/// Parses policy text; `path` is only used in messages.
-pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
-    let error_at = |offset: usize, message: String| PolicyError {
-        path: path.to_owned(),
-        line: Some(line_of(text, offset)),
-        message,
-    };
-    let document = syntax::parse(text).map_err(|e| error_at(e.at, e.message))?;
-    let raw = RawPolicy::from_document(document).map_err(|(at, m)| error_at(at, m))?;
-
-    let store_dir_line = raw.store_dir.as_ref().map(|d| line_of(text, d.at));
-    let store_dir = match raw.store_dir {
-        Some(dir) => {
-            let start = dir.at;
-            let dir = PathBuf::from(dir.value);
-            if !dir.is_absolute() {
-                return Err(error_at(start, "store_dir must be an absolute path".into()));
-            }
-            dir
-        }
-        None => PathBuf::from(DEFAULT_STORE_DIR),
-    };
-    let default_mode = match &raw.default_mode {
-        Some(mode) => mode_of(mode, "default_mode").map_err(|m| error_at(mode.at, m))?,
-        None => Mode::Optional,
-    };
-    let top = Limits {
-        window: optional(&raw.window, "window", 0, u64::from(MAX_TOTP_WINDOW))
-            .map_err(|(at, m)| error_at(at, m))?
-            .map_or(Window::Record, |w| Window::Steps(w as u32)),
-        max_failures: optional(&raw.max_failures, "max_failures", 1, 1000)
-            .map_err(|(at, m)| error_at(at, m))?
-            .map_or(DEFAULT_MAX_FAILURES, |n| n as u32),
-        lockout_seconds: optional(&raw.lockout_seconds, "lockout_seconds", 1, 30 * 86_400)
-            .map_err(|(at, m)| error_at(at, m))?
-            .unwrap_or(DEFAULT_LOCKOUT_SECONDS),
-    };
-    let fail_delay_ms = optional(&raw.fail_delay_ms, "fail_delay_ms", 0, 30_000)
-        .map_err(|(at, m)| error_at(at, m))?
-        .map_or(DEFAULT_FAIL_DELAY_MS, |n| n as u32);
-
-    let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
-    for spanned in raw.rule {
-        let rule_start = spanned.at;
-        let rule = parse_rule(spanned.value, rule_start, &top, &rules, text)
-            .map_err(|(at, m)| error_at(at, m))?;
-        rules.push(rule);
-    }
-
-    Ok(Policy {
-        path: path.to_owned(),
-        store_dir,
-        store_dir_line,
-        default_mode,
-        limits: top,
-        fail_delay_ms,
-        rules,
-    })
+    Ok(items.into_inner())
 }
 
 fn parse_rule(
     raw: RawRule,
     rule_start: usize,
     top: &Limits,
-    earlier: &[Rule],
-    text: &str,
+    earlier: &BTreeMap<String, usize>,
+    lines: &Lines,
 ) -> Result<Rule, Bad> {
-    let name_start = raw.name.at;
-    let name = raw.name.value;
+    let name_start = raw.name.span().start;
+    let name = raw.name.into_inner();
     if name.trim().is_empty() || name.chars().any(char::is_control) {
         return Err((name_start, "a rule's name must be non-empty text".into()));
     }
-    if let Some(other) = earlier.iter().find(|r| r.name == name) {
+    if let Some(line) = earlier.get(&name) {
         return Err((
             name_start,
-            format!(
-                "rule name {name:?} is already used by the rule at line {}",
-                other.line
-            ),
+            format!("rule name {name:?} is already used by the rule at line {line}"),
         ));
     }
     let at = |start: usize, message: String| (start, format!("rule {name:?}: {message}"));
-    let mode = mode_of(&raw.mode, "mode").map_err(|m| at(raw.mode.at, m))?;
+    let mode = *raw.mode.get_ref();
 
-    let mut users = Vec::with_capacity(raw.users.len());
-    for user in raw.users {
-        UserName::parse(&user.value).map_err(|e| at(user.at, format!("users: {e}")))?;
-        users.push(user.value);
+    let mut users = Vec::new();
+    for user in list("users", raw.users).map_err(|(o, m)| at(o, m))? {
+        UserName::parse(user.get_ref())
+            .map_err(|e| at(user.span().start, format!("users: {e}")))?;
+        users.push(user.into_inner());
     }
-    let mut groups = Vec::with_capacity(raw.groups.len());
-    for group in raw.groups {
-        let g = &group.value;
+    let mut groups = Vec::new();
+    for group in list("groups", raw.groups).map_err(|(o, m)| at(o, m))? {
+        let g = group.get_ref();
         if g.is_empty() || g.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(at(
-                group.at,
+                group.span().start,
                 format!("groups: {g:?} is not a valid group name"),
             ));
         }
-        groups.push(group.value);
+        groups.push(group.into_inner());
     }
-    let mut uids = Vec::with_capacity(raw.uids.len());
-    for uid in &raw.uids {
-        uids.push(uid_range(&uid.value).map_err(|m| at(uid.at, format!("uids: {m}")))?);
+    let mut uids = Vec::new();
+    for uid in list("uids", raw.uids).map_err(|(o, m)| at(o, m))? {
+        uids.push(
+            uid_range(uid.get_ref()).map_err(|m| at(uid.span().start, format!("uids: {m}")))?,
+        );
     }
-    let mut services = Vec::with_capacity(raw.services.len());
-    for service in raw.services {
-        let s = &service.value;
+    let mut services = Vec::new();
+    for service in list("services", raw.services).map_err(|(o, m)| at(o, m))? {
+        let s = service.get_ref();
         if s.is_empty() || s.contains('/') || s.chars().any(|c| c.is_control() || c.is_whitespace())
         {
             return Err(at(
-                service.at,
+                service.span().start,
                 format!("services: {s:?} is not a PAM service name"),
             ));
         }
-        services.push(service.value);
+        services.push(service.into_inner());
     }
-    let mut from = Vec::with_capacity(raw.from.len());
-    for block in &raw.from {
-        from.push(Cidr::parse(&block.value).map_err(|m| at(block.at, format!("from: {m}")))?);
+    let mut from = Vec::new();
+    for block in list("from", raw.from).map_err(|(o, m)| at(o, m))? {
+        from.push(
+            Cidr::parse(block.get_ref())
+                .map_err(|m| at(block.span().start, format!("from: {m}")))?,
+        );
     }
     let enroll_by = match &raw.enroll_by {
         Some(value) => {
-            let date = match value.value {
-                Value::Date(date) => Some(date),
+            let start = value.span().start;
+            let when = value.get_ref();
+            let date = match (when.date, when.time, when.offset) {
+                (Some(d), None, None) => Date::new(i64::from(d.year), d.month, d.day),
                 _ => None,
             }
             .ok_or_else(|| {
                 at(
-                    value.at,
+                    start,
                     "enroll_by: expected a date such as 2027-01-31".into(),
                 )
             })?;
             if mode != Mode::Required {
                 return Err(at(
-                    value.at,
+                    start,
                     "enroll_by only makes sense on a required rule".into(),
                 ));
             }
@@ -446,10 +554,12 @@ fn parse_rule(
             .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
             .unwrap_or(top.lockout_seconds),
     };
-    let self_enroll = raw.self_enroll.as_ref().is_some_and(|v| v.value);
+    let self_enroll = raw.self_enroll.as_ref().is_some_and(|v| *v.get_ref());
     if self_enroll && mode != Mode::Required {
         return Err((
-            raw.self_enroll.as_ref().map_or(rule_start, |v| v.at),
+            raw.self_enroll
+                .as_ref()
+                .map_or(rule_start, |v| v.span().start),
             format!("rule {name:?}: self_enroll only makes sense on a required rule"),
         ));
     }
@@ -460,16 +570,16 @@ fn parse_rule(
         MAX_REMEMBER_SECONDS,
     )
     .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?;
-    let allow_root = raw.allow_root.as_ref().is_some_and(|v| v.value);
+    let allow_root = raw.allow_root.as_ref().is_some_and(|v| *v.get_ref());
     if allow_root && remember_seconds.is_none() {
         return Err((
-            raw.allow_root.as_ref().map_or(rule_start, |v| v.at),
+            raw.allow_root.as_ref().map_or(rule_start, |v| v.span().start),
             format!("rule {name:?}: allow_root only applies to remember_seconds, which the rule does not set"),
         ));
     }
     let rule = Rule {
         name,
-        line: line_of(text, rule_start),
+        line: lines.of(rule_start),
         mode,
         users,
         groups,
@@ -542,25 +652,26 @@ fn optional(
     let Some(value) = value else {
         return Ok(None);
     };
-    let n = value.value;
+    let n = *value.get_ref();
     u64::try_from(n)
         .ok()
         .filter(|n| (min..=max).contains(n))
         .map(Some)
         .ok_or_else(|| {
             (
-                value.at,
+                value.span().start,
                 format!("{key}: {n} is not between {min} and {max}"),
             )
         })
 }
 
 /// `1000`, `"1000"` or `"1000-59999"`.
-fn uid_range(value: &Value) -> Result<std::ops::RangeInclusive<u32>, String> {
-    let single = |n: i64| u32::try_from(n).map_err(|_| format!("{n} is not a uid"));
+fn uid_range(value: &Uid) -> Result<std::ops::RangeInclusive<u32>, String> {
     match value {
-        Value::Integer(n) => single(*n).map(|n| n..=n),
-        Value::String(s) => {
+        Uid::Number(n) => u32::try_from(*n)
+            .map(|n| n..=n)
+            .map_err(|_| format!("{n} is not a uid")),
+        Uid::Text(s) => {
             let number = |t: &str| {
                 t.trim()
                     .parse::<u32>()
@@ -575,21 +686,6 @@ fn uid_range(value: &Value) -> Result<std::ops::RangeInclusive<u32>, String> {
             }
             Ok(low..=high)
         }
-        other => Err(format!(
-            "{} is not a uid or a range such as \"1000-59999\"",
-            other.type_name()
-        )),
-    }
-}
-
-fn mode_of(value: &Spanned<String>, key: &str) -> Result<Mode, String> {
-    match value.value.as_str() {
-        "required" => Ok(Mode::Required),
-        "optional" => Ok(Mode::Optional),
-        "exempt" => Ok(Mode::Exempt),
-        other => Err(format!(
-            "{key}: {other:?} is not one of \"required\", \"optional\", \"exempt\""
-        )),
     }
 }
 
@@ -718,6 +814,104 @@ mode = "required"
             );
             assert!(!err.to_string().contains('\n'), "one line: {err:?}");
         }
+    }
+
+    /// A file given as the policy by mistake: its text is not quoted back, only where.
+    #[test]
+    fn refusals_quote_only_the_policys_own_keys() {
+        let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+        for text in [
+            format!("{secret}\n\" RATE_LIMIT 3 30\n"),
+            format!("{secret}.x = 1\n"),
+            format!("k = {secret}\n"),
+            format!("k = 9{secret}\n"),
+            format!("[{secret}]\n"),
+            format!("[[{secret}]]\n"),
+            format!("{secret} = 1\n{secret} = 2\n"),
+            format!("PASSWORD = {secret}\n"),
+            format!("PASSWORD = \"{secret}\"\n"),
+            format!("[[rule]]\nname = 'a'\nmode = 'exempt'\n{secret} = 1\n"),
+        ] {
+            let e = parse_str(&text).unwrap_err().to_string();
+            assert!(!e.contains(secret), "{text:?}: {e}");
+            assert!(!e.contains("PASSWORD"), "{text:?}: {e}");
+            assert!(!e.contains('\n'), "{text:?}: {e}");
+        }
+        // The policy's keys are named.
+        let e = parse_str("window = \"x\"\n").unwrap_err();
+        assert!(e.message.starts_with("window: "), "{e}");
+        let e = parse_str("window = 1\nwindow = 2\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.starts_with("window: set twice"), "{e}");
+    }
+
+    /// What TOML allows but the policy refuses, or that an admin writes by mistake.
+    #[test]
+    fn toml_the_policy_does_not_use_is_refused_at_its_line() {
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                "\u{feff}default_mode = \"required\"\n",
+                1,
+                "byte order mark",
+            ),
+            ("rule = \"required\"\n", 1, "[[rule]]"),
+            ("[rule]\nname = 'a'\nmode = 'exempt'\n", 1, "[[rule]]"),
+            ("\n[limits]\nwindow = 1\n", 2, "unknown key `limits`"),
+            ("[[rules]]\n", 1, "did you mean `rule`?"),
+            ("window = 1.5\n", 1, "window: invalid type"),
+            ("window = 99999999999999999999\n", 1, "window"),
+            (
+                "[[rule]]\nname = 'a'\nmode = 'exempt'\nuids = [true]\n",
+                4,
+                "uids: invalid type",
+            ),
+            ("[[rule]]\nname = 'a'\nmode = 3\n", 3, "mode: invalid type"),
+            (
+                "\n[[rule]]\nname = 'a'\nmode = 'exempt'\n[[rule]]\nname = 'b'\n",
+                5,
+                "needs `mode`",
+            ),
+            ("window = [\n", 1, ""),
+            ("store_dir = \"a\u{1}b\"\n", 1, ""),
+        ];
+        for (text, line, word) in cases {
+            let err = parse_str(text).unwrap_err();
+            assert_eq!(err.line, Some(*line), "{text:?}: {err}");
+            assert!(err.message.contains(word), "{text:?}: {err}");
+            assert!(!err.message.contains('\n'), "{text:?}: {err:?}");
+        }
+    }
+
+    /// Any TOML spelling of the same settings reads the same.
+    #[test]
+    fn other_toml_spellings_of_a_rule_read_alike() {
+        let policy = parse_str(
+            "\"window\" = 1_0\nrule = [{ name = 'a', mode = 'exempt', users = [\n  'x', # one\n] }]\n",
+        )
+        .unwrap();
+        assert_eq!(policy.limits.window, Window::Steps(10));
+        assert_eq!(policy.rules[0].users, ["x"]);
+        assert_eq!(policy.rules[0].line, 2);
+    }
+
+    /// Rule names are checked against each other in one pass: a large policy reads in
+    /// time that grows with its size, and the duplicate still names both lines.
+    #[test]
+    fn many_rules_read_and_a_late_duplicate_names_the_first() {
+        let mut text = String::new();
+        for i in 0..2000 {
+            text.push_str(&format!(
+                "[[rule]]\nname = \"r{i}\"\nusers = [\"u{i}\"]\nmode = \"required\"\n"
+            ));
+        }
+        assert_eq!(parse_str(&text).unwrap().rules.len(), 2000);
+        text.push_str("[[rule]]\nname = \"r7\"\nmode = \"exempt\"\n");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.line, Some(8002), "{err}");
+        assert!(
+            err.message.contains("already used by the rule at line 29"),
+            "{err}"
+        );
     }
 
     #[test]
