@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::accounts::{self, Account, AccountError, Names};
 use crate::audit::{self, Event, Sink, Syslog, Verdict};
-use crate::clock::{Clock, Date};
+use crate::clock::{format_iso8601, format_local, Clock, Date};
 use crate::otp::verify::{
     near_miss, step_offset, verify_hotp, verify_totp, Code, Rejection, TotpParams, Verified,
     NEAR_MISS_STEPS,
@@ -95,6 +95,12 @@ pub trait Conversation {
 
     /// Shows an informational line (PAM_TEXT_INFO).
     fn info(&mut self, text: &str) -> Result<(), ConversationError>;
+
+    /// Shows an error line (PAM_ERROR_MSG); an application without the distinction
+    /// gets it as an informational line.
+    fn error(&mut self, text: &str) -> Result<(), ConversationError> {
+        self.info(text)
+    }
 
     /// Asks libpam to wait this long before it reports a failure (pam_fail_delay).
     fn request_delay(&mut self, _microseconds: u32) {}
@@ -302,7 +308,10 @@ impl Outcome {
             Outcome::Ignore(Pass::Grace(date)) => {
                 format!("not enrolled; allowed until the enrollment deadline {date}")
             }
-            Outcome::Locked { until } => format!("locked after too many wrong codes until {until}"),
+            Outcome::Locked { until } => format!(
+                "locked after too many wrong codes until {}",
+                format_iso8601(*until)
+            ),
             Outcome::Denied(Denial::Rejected(rejection)) => rejection.to_string(),
             Outcome::Denied(Denial::NearMiss { steps, period }) => format!(
                 "wrong code; near miss: valid {} {} {}, {} (refused)",
@@ -355,6 +364,9 @@ pub fn authenticate(request: &Request, conv: &mut dyn Conversation, clock: &dyn 
                 Ok(outcome) => outcome,
                 Err(failure) => Outcome::Failed(failure),
             };
+            if let Outcome::Locked { until } = outcome {
+                tell_locked(conv, request, &options, until);
+            }
             (outcome, options.log_socket)
         }
         Err(message) => (
@@ -624,9 +636,32 @@ fn decide(
                 state.after_failure(limits.max_failures, limits.lockout_seconds, now)
             };
             state_file.write(&new_state)?;
+            // The wrong code that locks: say so now, not only at the next attempt.
+            if new_state.locked_at(now) && !combined && !request.silent {
+                let _ = conv.conv.error(&locked_message(new_state.locked_until));
+            }
             Ok(Outcome::Denied(denial))
         }
     }
+}
+
+/// Tells the user that the second factor is locked, until when (local time) and who can
+/// unlock it: PAM_ERROR_MSG, unless PAM_SILENT. Not with `combined`, where no password
+/// has been checked yet: a stranger typing any password would learn that the account
+/// exists, is enrolled and is locked. A message that cannot be shown changes nothing.
+fn tell_locked(conv: &mut dyn Conversation, request: &Request, options: &Options, until: u64) {
+    if request.silent || options.combined {
+        return;
+    }
+    let _ = conv.error(&locked_message(until));
+}
+
+/// What a user whose second factor is locked reads.
+pub fn locked_message(until: u64) -> String {
+    format!(
+        "Too many wrong verification codes: the second factor of this account is locked until {}. An administrator can unlock it sooner.",
+        format_local(until)
+    )
 }
 
 /// A code verified earlier in the same audit session, within the rule's

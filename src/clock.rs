@@ -95,6 +95,32 @@ pub fn format_utc(secs: u64) -> String {
     )
 }
 
+/// A Unix time as ISO 8601 in UTC, `YYYY-MM-DDThh:mm:ssZ`, for the audit line.
+pub fn format_iso8601(secs: u64) -> String {
+    let of_day = secs % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        Date::from_unix(secs),
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// A Unix time in the local time zone of this process (`TZ`, else /etc/localtime), with
+/// its offset: `YYYY-MM-DD hh:mm:ss +01:00`. For what a user reads at the prompt; falls
+/// back to UTC where the zone cannot place the time.
+pub fn format_local(secs: u64) -> String {
+    use chrono::TimeZone as _;
+    let local = i64::try_from(secs)
+        .ok()
+        .and_then(|secs| chrono::Local.timestamp_opt(secs, 0).single());
+    match local {
+        Some(time) => time.format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+        None => format_utc(secs),
+    }
+}
+
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
@@ -122,6 +148,12 @@ mod tests {
     #[test]
     fn utc_times() {
         assert_eq!(format_utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+    }
+
+    #[test]
+    fn iso8601_times() {
+        assert_eq!(format_iso8601(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(format_iso8601(0), "1970-01-01T00:00:00Z");
     }
 
     #[test]

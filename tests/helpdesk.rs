@@ -4,9 +4,11 @@
 
 mod common;
 
+use std::process::Command;
+
 use serde_json::Value;
 
-use common::{avoid_step_boundary, sandbox, Pam, Sandbox, Totp, SECRET};
+use common::{avoid_step_boundary, sandbox, Pam, Sandbox, Totp, Transaction, SECRET};
 
 /// alice (1000, in wheel) must give a code, bob (1001) may; `max_failures` wrong codes
 /// lock, and libpam is asked for no delay.
@@ -92,4 +94,121 @@ fn a_code_a_few_steps_out_is_refused_and_logged_as_a_near_miss() {
         .answer(&totp.code())
         .run()
         .expect(Pam::Success);
+}
+
+// --- a locked second factor ------------------------------------------------------------------
+
+/// libpam's PAM_MAXTRIES, which `Pam` has no name for.
+const PAM_MAXTRIES: Pam = Pam::Other(11);
+
+/// A POSIX time zone, so that no zoneinfo file is needed: local time is UTC minus 5:30.
+const TZ: &str = "ABC+05:30";
+
+fn errors(login: &Transaction) -> Vec<&str> {
+    login
+        .messages
+        .iter()
+        .filter(|m| m.style == "error")
+        .map(|m| m.text.as_str())
+        .collect()
+}
+
+/// `date` (coreutils) formats the Unix time `secs` in `tz`: the test's own clock reading.
+fn date(secs: u64, tz: &str, format: &str) -> String {
+    let out = Command::new("date")
+        .env("TZ", tz)
+        .arg("-d")
+        .arg(format!("@{secs}"))
+        .arg(format!("+{format}"))
+        .output()
+        .expect("run date");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Wrong codes are counted ("2 of 3" in status); the one that locks says so at once, and
+/// the next login is refused without a prompt, with a PAM_ERROR_MSG that gives the end of
+/// the lock in the process's local time and says an admin can unlock it. The audit line
+/// gives the end in ISO 8601.
+#[test]
+fn a_locked_account_is_told_until_when_in_local_time_and_that_an_admin_can_unlock_it() {
+    let sb = office(3).enroll("alice", SECRET);
+    let totp = Totp::new(SECRET);
+    let wrong = totp.wrong_code();
+    for _ in 0..2 {
+        let login = sb.login("alice").answer(&wrong).env("TZ", TZ).run();
+        login.expect(Pam::AuthErr);
+        assert!(errors(&login).is_empty(), "{login:?}");
+    }
+    let status = status_json(&sb, "alice");
+    assert_eq!(status["failures"], 2, "{status:#}");
+    assert_eq!(status["max_failures"], 3, "{status:#}");
+    let table = sb.pam_mfa(&["status", "alice"]).run();
+    assert!(table.stdout.contains("failures: 2 of 3"), "{table:?}");
+
+    let locking = sb.login("alice").answer(&wrong).env("TZ", TZ).run();
+    locking.expect(Pam::AuthErr);
+    let until = status_json(&sb, "alice")["locked_until"]
+        .as_u64()
+        .expect("locked");
+    let local = date(until, TZ, "%Y-%m-%d %H:%M:%S -05:30");
+    let told = errors(&locking);
+    assert_eq!(told.len(), 1, "{locking:?}");
+    assert!(
+        told[0].contains(&format!("locked until {local}")),
+        "{locking:?}"
+    );
+    sb.audit_lines();
+
+    let login = sb.login("alice").answer(&totp.code()).env("TZ", TZ).run();
+    login.expect_not_prompted().expect(PAM_MAXTRIES);
+    let told = errors(&login);
+    assert_eq!(told.len(), 1, "{login:?}");
+    assert!(
+        told[0].contains(&format!("locked until {local}")),
+        "{login:?}"
+    );
+    assert!(
+        told[0].contains("An administrator can unlock it"),
+        "{login:?}"
+    );
+    let line = sb.audit_line();
+    line.expect("alice", "required", "privileged", "deny");
+    assert_eq!(
+        line.get("reason"),
+        format!(
+            "locked after too many wrong codes until {}",
+            date(until, "UTC", "%Y-%m-%dT%H:%M:%SZ")
+        )
+    );
+
+    // PAM_SILENT: refused all the same, and told nothing.
+    let silent = sb.login("alice").silent().answer(&totp.code()).run();
+    silent.expect(PAM_MAXTRIES);
+    assert!(silent.messages.is_empty(), "{silent:?}");
+}
+
+/// With `combined` the module runs before any password is checked: a locked account is
+/// refused without a word, so a stranger learns nothing from a message.
+#[test]
+fn a_locked_account_is_told_nothing_where_no_password_was_checked() {
+    let sb = office(3).enroll("alice", SECRET).service(
+        "combined",
+        "auth requisite {module} combined config={config} log_socket={log}\nauth required pam_permit.so\n",
+    );
+    let totp = Totp::new(SECRET);
+    for _ in 0..3 {
+        sb.login("alice")
+            .answer(&totp.wrong_code())
+            .run()
+            .expect(Pam::AuthErr);
+    }
+    let login = sb
+        .login("alice")
+        .service("combined")
+        .answer(&format!("any password{}", totp.code()))
+        .run();
+    login.expect(PAM_MAXTRIES);
+    assert!(errors(&login).is_empty(), "{login:?}");
+    assert!(login.infos().is_empty(), "{login:?}");
 }

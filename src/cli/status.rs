@@ -51,6 +51,10 @@ struct Row {
     /// TOTP: how far the device's clock was from this host's at the last accepted code,
     /// in seconds (positive: ahead).
     clock_offset: Option<i64>,
+    /// Wrong codes counted now, and the `max_failures` that lock: `3 of 5`.
+    failures: Option<(u32, u32)>,
+    /// The same for codes typed with the password (`combined`).
+    combined_failures: Option<(u32, u32)>,
 }
 
 pub fn run(args: &StatusArgs) -> Result<(), CliError> {
@@ -99,6 +103,8 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
             manufacturer: None,
             problem: None,
             clock_offset: None,
+            failures: None,
+            combined_failures: None,
         };
         let limits = match lookup_with(user, &names) {
             Ok(account) => {
@@ -130,6 +136,18 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                                 .locked_until(l.max_failures, l.lockout_seconds, now)
                         });
                         row.last_login = (state.last_success > 0).then_some(state.last_success);
+                        if let Some(limits) = limits {
+                            let counted = |failures: u32, since: u64| {
+                                let running = now.saturating_sub(since) < limits.lockout_seconds;
+                                (if running { failures } else { 0 }, limits.max_failures)
+                            };
+                            row.failures =
+                                Some(counted(state.failures, state.failure_window_start));
+                            row.combined_failures = Some(counted(
+                                state.combined.failures,
+                                state.combined.window_start,
+                            ));
+                        }
                         row.clock_offset = state
                             .clock_offset
                             .filter(|_| record.kind == Kind::Totp)
@@ -163,6 +181,9 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                     "manufacturer": r.manufacturer,
                     "problem": r.problem,
                     "clock_offset_seconds": r.clock_offset,
+                    "failures": r.failures.map(|(n, _)| n),
+                    "max_failures": r.failures.map(|(_, max)| max),
+                    "combined_failures": r.combined_failures.map(|(n, _)| n),
                 })
             })
             .collect();
@@ -226,6 +247,16 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
                 row.user
             );
             println!("  {}", paint(note, "31"));
+        }
+        if let Some((failures, max)) = row.failures.filter(|(n, _)| *n > 0) {
+            println!(
+                "  failures: {failures} of {max} wrong codes (at {max} the second factor locks)"
+            );
+        }
+        if let Some((failures, max)) = row.combined_failures.filter(|(n, _)| *n > 0) {
+            if row.combined_locked_until.is_none() {
+                println!("  combined: {failures} of {max} wrong codes typed with the password");
+            }
         }
         // Only an offset worth a look: within a step is what every clock does.
         if let Some(seconds) = row.clock_offset.filter(|s| *s != 0) {

@@ -87,6 +87,10 @@ impl Conversation for PamConversation<'_> {
         self.converse(ffi::PAM_TEXT_INFO, text).map(drop)
     }
 
+    fn error(&mut self, text: &str) -> Result<(), ConversationError> {
+        self.converse(ffi::PAM_ERROR_MSG, text).map(drop)
+    }
+
     fn request_delay(&mut self, microseconds: u32) {
         self.handle.fail_delay(microseconds);
     }

@@ -43,6 +43,7 @@ pub const PAM_CONV: c_int = 5;
 pub const PAM_AUTHTOK: c_int = 6;
 
 pub const PAM_PROMPT_ECHO_OFF: c_int = 1;
+pub const PAM_ERROR_MSG: c_int = 3;
 pub const PAM_TEXT_INFO: c_int = 4;
 
 pub const PAM_SILENT: c_int = 0x8000;

@@ -407,6 +407,12 @@ impl Login<'_> {
         self
     }
 
+    /// Calls pam_authenticate with PAM_SILENT.
+    pub fn silent(mut self) -> Self {
+        self.options.push("--silent".into());
+        self
+    }
+
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.into(), value.into()));
         self

@@ -2,7 +2,7 @@
  * pamdrive: a small PAM application for the integration tests.
  *
  * Usage: pamdrive [--confdir DIR] [--rhost H] [--ruser U] [--tty T] [--repeat N]
- *                 [--setcred] [--answer-cmd CMD] SERVICE USER [ANSWER...]
+ *                 [--setcred] [--silent] [--answer-cmd CMD] SERVICE USER [ANSWER...]
  *
  * Runs pam_start / pam_authenticate / pam_end (N times with --repeat, the
  * same answers each round) and reports, one line each on stdout:
@@ -242,7 +242,7 @@ static void no_fail_delay(int retval, unsigned usec_delay, void *appdata_ptr)
 static void usage(void)
 {
 	fputs("usage: pamdrive [--confdir DIR] [--rhost H] [--ruser U] [--tty T] [--repeat N]"
-	      " [--setcred] [--answer-cmd CMD] SERVICE USER [ANSWER...]\n",
+	      " [--setcred] [--silent] [--answer-cmd CMD] SERVICE USER [ANSWER...]\n",
 	      stderr);
 	exit(2);
 }
@@ -264,6 +264,7 @@ int main(int argc, char **argv)
 	const char *answer_cmd = NULL;
 	long repeat = 1;
 	int setcred = 0;
+	int auth_flags = 0;
 	int i = 1;
 
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
@@ -274,6 +275,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(opt, "--setcred") == 0) {
 			setcred = 1;
+			continue;
+		}
+		if (strcmp(opt, "--silent") == 0) {
+			auth_flags |= PAM_SILENT;
 			continue;
 		}
 		if (i + 1 >= argc)
@@ -338,7 +343,7 @@ int main(int argc, char **argv)
 			return 3;
 		}
 
-		rc = pam_authenticate(pamh, 0);
+		rc = pam_authenticate(pamh, auth_flags);
 		printf("rc %d %s\n", rc, pam_name(rc));
 		fflush(stdout);
 
