@@ -6,8 +6,10 @@
 # nss_wrapper (a PAM stack and an account database without touching /etc), pamtester
 # (drives a PAM stack from the shell), oathtool (computes codes), python3 (the demo's
 # small syslog listener), zbar-tools and librsvg2-bin (the tests read back QR codes with
-# zbarimg, SVG ones after rsvg-convert) and
-# libpam-google-authenticator (the import tests use files its command writes).
+# zbarimg, SVG ones after rsvg-convert),
+# libpam-google-authenticator (the import tests use files its command writes), fish (the
+# completion tests run the generated completions in bash and fish) and man-db (the man page
+# tests render the generated pages with `man --warnings -l`).
 #
 # Outside CI, apt is skipped when every package is already installed; with CI=true it
 # always runs `apt-get update` and `apt-get install`, so a fresh machine is set up the same
@@ -28,6 +30,8 @@ packages=(
     zbar-tools
     librsvg2-bin
     libpam-google-authenticator
+    fish
+    man-db
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

@@ -23,9 +23,14 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::policy as policy_file;
 
-/// Manage pam-mfa: enroll accounts for one-time codes.
+/// The admin command of pam_mfa: enroll accounts for one-time codes, check the policy.
+///
+/// pam-mfa manages what the PAM module pam_mfa.so reads: it gives accounts TOTP or HOTP
+/// secrets and recovery codes, imports secrets from google-authenticator files, otpauth
+/// URIs and PSKC files, shows who is enrolled or locked, clears locks, and checks and
+/// explains the policy file. It must run as root, the owner of the store.
 #[derive(Parser)]
-#[command(name = "pam-mfa", version, about, propagate_version = true)]
+#[command(name = "pam-mfa", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,7 +38,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Give an account a TOTP secret: print its otpauth URI and save its record.
+    /// Give an account a TOTP or HOTP (--hotp) secret: print its otpauth URI, save its record.
     Enroll(enroll::EnrollArgs),
     /// Show accounts: mode, enrollment, lock, recovery codes left, last login.
     Status(status::StatusArgs),
