@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use data_encoding::BASE32_NOPAD;
+use data_encoding::{DecodeKind, BASE32_NOPAD};
 use zeroize::Zeroizing;
 
 use crate::otp::Algorithm;
@@ -23,6 +23,9 @@ pub struct SecretKey(Zeroizing<Vec<u8>>);
 pub enum SecretError {
     /// A character outside the base32 alphabet.
     NotBase32,
+    /// Letters and digits of the alphabet, but so many that they cannot be whole bytes
+    /// (a character missing or one too many), or whose last one leaves stray bits.
+    Base32Length { characters: usize },
     /// Fewer than 80 or more than 1024 bits.
     BadLength { bytes: usize },
     /// The operating system's random source failed.
@@ -35,6 +38,11 @@ impl fmt::Display for SecretError {
             Self::NotBase32 => {
                 f.write_str("the secret is not valid base32 (letters A-Z and digits 2-7)")
             }
+            Self::Base32Length { characters } => write!(
+                f,
+                "the secret's {characters} base32 characters do not make whole bytes: \
+                 one is missing or one too many, or the last one is mistyped"
+            ),
             Self::BadLength { bytes } => write!(
                 f,
                 "the secret is {} bits long; it must be between {} and {} bits",
@@ -76,13 +84,28 @@ impl SecretKey {
                 _ => clean.push(byte),
             }
         }
+        // A character outside the alphabet is named as such before the length is looked
+        // at, so that each error says what is actually wrong.
+        if !clean
+            .iter()
+            .all(|&b| matches!(b, b'A'..=b'Z' | b'2'..=b'7'))
+        {
+            return Err(SecretError::NotBase32);
+        }
+        let characters = clean.len();
         let length = BASE32_NOPAD
-            .decode_len(clean.len())
-            .map_err(|_| SecretError::NotBase32)?;
+            .decode_len(characters)
+            .map_err(|_| SecretError::Base32Length { characters })?;
         let mut bytes = Zeroizing::new(vec![0u8; length]);
-        let written = BASE32_NOPAD
-            .decode_mut(&clean, &mut bytes)
-            .map_err(|_| SecretError::NotBase32)?;
+        let written =
+            BASE32_NOPAD
+                .decode_mut(&clean, &mut bytes)
+                .map_err(|partial| match partial.error.kind {
+                    DecodeKind::Length | DecodeKind::Trailing => {
+                        SecretError::Base32Length { characters }
+                    }
+                    DecodeKind::Symbol | DecodeKind::Padding => SecretError::NotBase32,
+                })?;
         bytes.truncate(written);
         Self::from_bytes(bytes)
     }
@@ -133,6 +156,26 @@ mod tests {
         );
         assert_eq!(
             SecretKey::from_base32("JBSWY3DP!HPK3PXP").unwrap_err(),
+            SecretError::NotBase32
+        );
+    }
+
+    #[test]
+    fn a_length_no_bytes_have_is_called_a_length_problem() {
+        // 17 characters (85 bits) cannot be whole bytes; every one of them is base32.
+        let err = SecretKey::from_base32("JBSWY3DPEHPK3PXPA").unwrap_err();
+        assert_eq!(err, SecretError::Base32Length { characters: 17 });
+        let message = err.to_string();
+        assert!(message.contains("17 base32 characters"), "{message}");
+        assert!(!message.contains("not valid"), "{message}");
+        // 16 + 2 characters whose last one leaves bits over.
+        assert_eq!(
+            SecretKey::from_base32("JBSWY3DPEHPK3PXPJB").unwrap_err(),
+            SecretError::Base32Length { characters: 18 }
+        );
+        // A foreign character is still named as such, whatever the length.
+        assert_eq!(
+            SecretKey::from_base32("JBSWY3DPEHPK3PXP1").unwrap_err(),
             SecretError::NotBase32
         );
     }

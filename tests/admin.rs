@@ -813,6 +813,30 @@ fn status_of_an_unknown_account_exits_1_after_showing_the_others() {
     );
 }
 
+/// What is not known is null in JSON, never the "-" the table shows for it.
+#[test]
+fn status_json_writes_null_for_what_the_table_shows_as_a_dash() {
+    let sb = office(5).enroll_with_cli("alice", SECRET);
+    let run = sb.pam_mfa(&["status", "--json", "alice", "nobody"]).run();
+    let rows: Value = serde_json::from_str(&run.stdout).unwrap();
+    for key in [
+        "mode",
+        "rule",
+        "kind",
+        "recovery_codes_left",
+        "locked_until",
+    ] {
+        assert_eq!(rows[1][key], Value::Null, "{key}: {rows:#}");
+    }
+    assert!(rows[0]["mode"].is_string(), "{rows:#}");
+    assert!(!run.stdout.contains("\"-\""), "{}", run.stdout);
+
+    let table = sb.pam_mfa(&["status", "nobody"]).run();
+    let row = table.stdout.lines().nth(1).unwrap_or_default();
+    let words: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(words[..3], ["nobody", "-", "-"], "{table:?}");
+}
+
 // --- unlock, remove, recovery ----------------------------------------------------------------
 
 #[test]

@@ -37,8 +37,9 @@ pub struct StatusArgs {
 
 struct Row {
     user: String,
-    mode: String,
-    rule: String,
+    /// None when the account could not be looked up (JSON null, "-" in the table).
+    mode: Option<String>,
+    rule: Option<String>,
     enrolled: Option<String>,
     locked_until: Option<u64>,
     /// The lock on codes typed with the password (`combined`), apart from the other.
@@ -92,8 +93,8 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
     for user in &users {
         let mut row = Row {
             user: user.to_string(),
-            mode: "-".into(),
-            rule: "-".into(),
+            mode: None,
+            rule: None,
             enrolled: None,
             locked_until: None,
             combined_locked_until: None,
@@ -109,8 +110,8 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
         let limits = match lookup_with(user, &names) {
             Ok(account) => {
                 let decision = policy::evaluate(&policy, &account, &context);
-                row.mode = decision.mode.name().into();
-                row.rule = decision.by.rule_name().into();
+                row.mode = Some(decision.mode.name().into());
+                row.rule = Some(decision.by.rule_name().into());
                 Some(decision.limits)
             }
             Err(e) => {
@@ -214,8 +215,8 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
         let line = format!(
             "{:<16} {:<9} {:<16} {:<12} {:<24} {:>8}  {}",
             row.user,
-            row.mode,
-            row.rule,
+            row.mode.as_deref().unwrap_or("-"),
+            row.rule.as_deref().unwrap_or("-"),
             enrolled,
             row.locked_until.map_or("-".into(), format_utc),
             row.recovery_left.map_or("-".into(), |n| n.to_string()),
@@ -224,7 +225,7 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
         let needs_attention = row.locked_until.is_some()
             || row.combined_locked_until.is_some()
             || row.problem.is_some()
-            || (row.mode == Mode::Required.name() && row.enrolled.is_none());
+            || (row.mode.as_deref() == Some(Mode::Required.name()) && row.enrolled.is_none());
         println!(
             "{}",
             if needs_attention {
