@@ -274,6 +274,38 @@ mode = "required"
     assert_eq!(sb.audit_line().get("rule"), "vpn");
 }
 
+/// An IPv4 host is the same host however PAM_RHOST writes it (plain, mapped as a dual-stack
+/// sshd reports it, or compatible), and a block written in the mapped form means those hosts:
+/// `::ffff:0.0.0.0/96` is every IPv4 address, and no IPv6 one.
+#[test]
+fn a_mapped_ipv4_block_matches_the_host_however_it_is_written() {
+    let sb = sandbox().user("bob", 1001).policy(
+        r#"
+store_dir = "{store}"
+default_mode = "exempt"
+
+[[rule]]
+name = "ipv4"
+from = ["::ffff:0.0.0.0/96"]
+mode = "required"
+"#,
+    );
+    for rhost in ["203.0.113.9", "::ffff:203.0.113.9", "::203.0.113.9"] {
+        let refused = sb.login("bob").rhost(rhost).answer("000000").run();
+        refused.expect_prompted();
+        assert_eq!(refused.rounds, [Pam::AuthErr], "{rhost:?}: {refused:?}");
+        assert_eq!(sb.audit_line().get("rule"), "ipv4", "{rhost:?}");
+    }
+    for rhost in ["2001:db8::9", "::1"] {
+        sb.login("bob")
+            .rhost(rhost)
+            .run()
+            .expect_not_prompted()
+            .expect_ignored();
+        assert_eq!(sb.audit_line().get("rule"), "default", "{rhost:?}");
+    }
+}
+
 #[test]
 fn secondary_group_membership_brings_the_group_rule() {
     // alice is in wheel only through the member list of the group file.
