@@ -565,12 +565,13 @@ fn decide(
                     }
                 })
             }
+            // The policy's window bounds HOTP too, as counters looked ahead.
             Kind::Hotp => verify_hotp(
                 record.secret.as_bytes(),
                 record.algorithm,
                 record.digits,
                 state.next_counter,
-                record.window,
+                limits.window.steps(record.window),
                 code,
             )
             .map(Proof::Code)

@@ -673,6 +673,63 @@ window = 10
         .expect(Pam::Success);
 }
 
+/// HOTP look-ahead is bounded by the policy's `window` too, counted as counters ahead of the
+/// next unused one: with `window = 0` only the next counter's code works, whatever the
+/// record allows (100 here, as imports may give), a rule's window applies to its members,
+/// and root's is never looser than the top level's, even through a wide rule.
+#[test]
+fn the_policy_window_bounds_hotp_look_ahead() {
+    let sb = sandbox()
+        .user("alice", 1000)
+        .user("bob", 1001)
+        .group("wheel", 10, &["alice", "root"])
+        .policy(
+            r#"
+store_dir = "{store}"
+default_mode = "optional"
+window = 0
+
+[[rule]]
+name = "wide-wheel"
+groups = ["wheel"]
+mode = "required"
+window = 3
+"#,
+        );
+    let record = format!("kind = \"hotp\"\nsecret = \"{SECRET}\"\nwindow = 100\n");
+    for user in ["alice", "bob", "root"] {
+        common::write_file(&sb.record_path(user), &record, 0o600);
+    }
+    let login = |user: &str, counter: u64| sb.login(user).answer(&hotp(SECRET, counter)).run();
+
+    // bob, top level: the next counter (0) only.
+    login("bob", 10).expect(Pam::AuthErr);
+    login("bob", 1).expect(Pam::AuthErr);
+    login("bob", 0).expect(Pam::Success);
+    login("bob", 1).expect(Pam::Success);
+    // alice, through the rule: three ahead of the next counter.
+    login("alice", 10).expect(Pam::AuthErr);
+    login("alice", 4).expect(Pam::AuthErr);
+    login("alice", 3).expect(Pam::Success);
+    login("alice", 8).expect(Pam::AuthErr);
+    login("alice", 7).expect(Pam::Success);
+    // root, through the same rule, keeps the top level's window of 0.
+    login("root", 2).expect(Pam::AuthErr);
+    login("root", 1).expect(Pam::AuthErr);
+    login("root", 0).expect(Pam::Success);
+    login("root", 1).expect(Pam::Success);
+}
+
+/// `oathtool --hotp -b -c COUNTER SECRET`.
+fn hotp(secret: &str, counter: u64) -> String {
+    let output = Command::new("oathtool")
+        .args(["--hotp", "-b", "-c", &counter.to_string(), secret])
+        .output()
+        .expect("run oathtool");
+    assert!(output.status.success(), "oathtool: {output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
 #[test]
 fn record_window_zero_accepts_the_current_step_only() {
     avoid_step_boundary(30);

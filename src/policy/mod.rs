@@ -56,7 +56,8 @@ impl fmt::Display for Mode {
     }
 }
 
-/// How many TOTP steps each way a code may be from now.
+/// How many TOTP steps each way a code may be from now; for HOTP, how many counters a
+/// code may be ahead of the next unused one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Window {
     /// The record's own window (the policy sets none).
@@ -105,7 +106,7 @@ impl fmt::Display for Window {
 /// Limits on code checking, set at the top level and overridable per rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// TOTP steps accepted each way.
+    /// TOTP steps accepted each way; HOTP counters looked ahead.
     pub window: Window,
     /// Wrong codes within `lockout_seconds` that lock the account's second factor.
     pub max_failures: u32,
