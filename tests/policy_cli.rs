@@ -285,3 +285,91 @@ fn explain_names_the_rule_the_group_and_the_root_invariant() {
         .run()
         .expect(Pam::Success);
 }
+
+/// A Debian-like PAM configuration: common-auth as pam-auth-update writes it with the
+/// package's profile enabled, and services that include it.
+fn pam_dir_with_profile(sb: &Sandbox) -> std::path::PathBuf {
+    let dir = sb.path("pam.d");
+    fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| fs::write(dir.join(name), text).unwrap();
+    write(
+        "common-auth",
+        "# here are the per-package modules (the \"Primary\" block)\n\
+         auth\t[success=1 default=ignore]\tpam_unix.so nullok\n\
+         auth\trequisite\t\t\tpam_deny.so\n\
+         auth\trequired\t\t\tpam_permit.so\n\
+         # and here are more per-package modules (the \"Additional\" block)\n\
+         auth\trequired\t\t\tpam_mfa.so\n",
+    );
+    // The profile and a line of its own: asked twice.
+    write(
+        "sshd",
+        "@include common-auth\nauth    required    pam_mfa.so config=/etc/pam-mfa/policy.toml\n\
+         account required pam_permit.so\n",
+    );
+    // Through `include`, and the module named by its path.
+    write(
+        "login",
+        "auth include common-auth\n\
+         auth [success=done default=die] /usr/lib/x86_64-linux-gnu/security/pam_mfa.so\n",
+    );
+    // The profile alone, or a line alone: asked once.
+    write("sudo", "@include common-auth\n# auth required pam_mfa.so\n");
+    write(
+        "su",
+        "auth required pam_unix.so\n-auth required pam_mfa.so\n",
+    );
+    write(
+        "sshd.dpkg-old",
+        "@include common-auth\nauth required pam_mfa.so\n",
+    );
+    dir
+}
+
+#[test]
+fn policy_check_warns_about_pam_mfa_stacked_twice_and_the_profile_without_roots_secret() {
+    let sb = sandbox().user("alice", 1000);
+    let pam_dir = pam_dir_with_profile(&sb);
+    let pam = pam_dir.display().to_string();
+
+    let run = sb.pam_mfa(&["policy", "check", "--pam-dir", &pam]).run();
+    assert_eq!(run.code, Some(0), "warnings only: {run:?}");
+    let twice: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|line| line.contains("stacked 2 times"))
+        .collect();
+    assert_eq!(twice.len(), 2, "{run:?}");
+    assert!(
+        twice[0].starts_with(&format!("{pam}/login:2: warning: "))
+            && twice[0].contains("service login (common-auth:6, login:2)"),
+        "{run:?}"
+    );
+    assert!(
+        twice[1].starts_with(&format!("{pam}/sshd:2: warning: "))
+            && twice[1].contains("service sshd (common-auth:6, sshd:2)"),
+        "{run:?}"
+    );
+    let root = format!("{pam}/common-auth:6: warning: pam_mfa.so is in common-auth");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with(&root) && l.contains("pam-mfa enroll root")),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains(", 3 warning(s)"), "{run:?}");
+    let strict = sb
+        .pam_mfa(&["policy", "check", "--strict", "--pam-dir", &pam])
+        .run();
+    assert_eq!(strict.code, Some(1), "{strict:?}");
+
+    // Root enrolled, the service's own line gone: nothing to say.
+    let sb = sb.enroll("root", SECRET);
+    fs::write(pam_dir.join("sshd"), "@include common-auth\n").unwrap();
+    fs::write(pam_dir.join("login"), "auth include common-auth\n").unwrap();
+    let run = sb
+        .pam_mfa(&["policy", "check", "--strict", "--pam-dir", &pam])
+        .run();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains(", 0 warning(s)"), "{run:?}");
+}

@@ -12,6 +12,7 @@ mod policy;
 mod pskc;
 mod recovery;
 mod remove;
+mod stacks;
 mod status;
 mod unlock;
 

@@ -3,10 +3,13 @@
 
 #![forbid(unsafe_code)]
 
+use std::path::{Path, PathBuf};
+
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::account::{all_groups, lookup_with, open_store, policy_names};
+use super::stacks;
 use super::{CliError, ConfigArg};
 use crate::accounts::{self, NamedId, Names};
 use crate::authenticate::{plan, Plan};
@@ -30,6 +33,9 @@ pub struct CheckArgs {
     strict: bool,
     #[command(flatten)]
     config: ConfigArg,
+    /// The PAM configuration whose stacks are checked (for tests).
+    #[arg(long, value_name = "DIR", default_value = stacks::PAM_DIR, hide = true)]
+    pam_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -186,6 +192,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
             warnings += 1;
         }
     }
+    warnings += check_stacks(&args.pam_dir, &policy);
     if errors > 0 || (args.strict && warnings > 0) {
         eprintln!("{file}: {errors} error(s), {warnings} warning(s)");
         return Err(CliError::silent());
@@ -196,6 +203,30 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
         policy.default_mode
     );
     Ok(())
+}
+
+/// Prints the warnings about the PAM stacks in `pam_dir` (see [`stacks`]); returns how
+/// many.
+fn check_stacks(pam_dir: &Path, policy: &Policy) -> usize {
+    let root_has_secret = || {
+        // uid 0 by whatever name NSS gives it; a store that cannot be read is an error
+        // reported above, not a second warning here.
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0))
+            .ok()
+            .flatten()
+            .map_or_else(|| "root".to_string(), |user| user.name);
+        let Ok(user) = UserName::parse(&name) else {
+            return true;
+        };
+        Store::open(&policy.store_dir)
+            .and_then(|store| store.is_enrolled(&user))
+            .unwrap_or(true)
+    };
+    let found = stacks::warnings(pam_dir, root_has_secret);
+    for warning in &found {
+        println!("{}: warning: {}", warning.at, warning.message);
+    }
+    found.len()
 }
 
 /// A group a rule names whose gid other groups have too.

@@ -144,7 +144,10 @@ dpkg -i "$deb" >"$work/install.log" 2>&1 || die "dpkg -i failed: $(cat "$work/in
 ! grep -rq pam_mfa /etc/pam.d/common-* || die "installing enabled the module in common-*"
 /usr/sbin/pam-mfa --version | grep -qx "pam-mfa $version" || die "pam-mfa --version"
 /usr/sbin/pam-mfa policy check >/dev/null || die "pam-mfa policy check fails on the shipped policy"
-ok "dpkg -i: store root 0700, common-auth untouched, policy checks"
+grep -q "^  1. pam-mfa enroll root" "$work/install.log" &&
+    grep -q "pam-auth-update --enable pam-mfa" "$work/install.log" ||
+    die "postinst did not print the next steps: $(cat "$work/install.log")"
+ok "dpkg -i: store root 0700, common-auth untouched, policy checks, next steps printed"
 
 # A test account, enrolled in the installed store with the installed command; the stack
 # names the module by its bare name and uses the default policy, as an admin's would.
@@ -177,22 +180,33 @@ if unshare --mount --propagation private true 2>/dev/null; then
     cp -a /etc/pam.d "$work/pam.d"
     cp -a /var/lib/pam "$work/var-lib-pam"
     printf '@include common-auth\naccount required pam_permit.so\n' >"$work/pam.d/$service-common"
+    printf '@include common-auth\nauth required pam_mfa.so\n' >"$work/pam.d/$service-twice"
+    # policy check warns about root only while root has no secret in the installed store.
+    root_warning=0
+    [ -e /var/lib/pam-mfa/root.toml ] || root_warning=1
     code=$(oathtool --totp -b "$secret" -N "@$(((step + 1) * 30))")
     unshare --mount --propagation private -- env DEBIAN_FRONTEND=noninteractive \
         PASSWORD="$password" CODE="$code" SERVICE="$service-common" USER_NAME="$user" \
-        /bin/sh -c '
+        TWICE="$service-twice" ROOT_WARNING="$root_warning" /bin/sh -c '
         set -e
         mount --bind "$1" /etc/pam.d
         mount --bind "$2" /var/lib/pam
         pam-auth-update --enable pam-mfa
         grep -E "^auth[[:space:]]+required[[:space:]]+pam_mfa\.so" /etc/pam.d/common-auth
+        pam-mfa policy check >"$3"
+        grep "^/etc/pam.d/$TWICE:2: warning: pam_mfa.so is stacked 2 times" "$3" |
+            grep -q "(common-auth:[0-9]*, $TWICE:2)"
+        ! grep -q "stacked 2 times for service $SERVICE " "$3"
+        if [ "$ROOT_WARNING" = 1 ]; then
+            grep -q "^/etc/pam.d/common-auth:[0-9]*: warning: .*root has no secret" "$3"
+        fi
         printf "%s\n%s\n" "$PASSWORD" "$CODE" | pamtester "$SERVICE" "$USER_NAME" authenticate
         pam-auth-update --package --remove pam-mfa
         ! grep -q pam_mfa /etc/pam.d/common-auth
-    ' sh "$work/pam.d" "$work/var-lib-pam" >"$work/profile.log" 2>&1 ||
-        die "pam-auth-update profile: $(cat "$work/profile.log")"
+    ' sh "$work/pam.d" "$work/var-lib-pam" "$work/check.out" >"$work/profile.log" 2>&1 ||
+        die "pam-auth-update profile: $(cat "$work/profile.log") $(cat "$work/check.out")"
     ! grep -rq pam_mfa /etc/pam.d/common-* || die "the namespace leaked into /etc/pam.d"
-    ok "pam-auth-update profile: enabled, password then code, removed (in a namespace)"
+    ok "pam-auth-update profile: enabled, policy check warnings, password then code, removed (in a namespace)"
 else
     echo "skip  pam-auth-update profile: no private mount namespace here"
 fi
