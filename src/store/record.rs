@@ -1,12 +1,16 @@
-//! The secret record, `<store_dir>/<user>.toml`: a small TOML subset parsed by hand, so
-//! the secret goes from the file buffer straight into zeroizing memory with no copy
-//! left in a parser's strings.
+//! The secret record, `<store_dir>/<user>.toml`: TOML read and written with toml + serde,
+//! the secret going from the file's zeroizing buffer straight into zeroizing memory, with
+//! no copy left in an ordinary String.
 
 #![forbid(unsafe_code)]
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::path::Path;
 
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+use toml::de::DeTable;
+use toml::Spanned;
 use zeroize::Zeroizing;
 
 use super::StoreError;
@@ -124,227 +128,296 @@ impl Record {
     }
 
     /// Parses a record. Errors name the file and line, never the secret.
+    ///
+    /// `contents` is the file in zeroizing memory. toml parses it without copying strings
+    /// that hold no escape, so the secret goes from that buffer straight into the key's
+    /// zeroizing bytes (`secret_key`); a secret written with escapes, which toml would
+    /// decode into an ordinary String, is refused. Only a file that is not TOML at all
+    /// makes toml keep a copy of the text in its error.
     pub fn parse(contents: &[u8], path: &Path) -> Result<Record, StoreError> {
-        let error = |line: usize, message: String| StoreError::Record {
+        let text = std::str::from_utf8(contents).map_err(|_| StoreError::Record {
             path: path.to_owned(),
-            line,
+            line: 1,
+            message: "not UTF-8 text".into(),
+        })?;
+        let error = |at: usize, message: String| StoreError::Record {
+            path: path.to_owned(),
+            line: line_of(text, at),
             message,
         };
-        let text = std::str::from_utf8(contents).map_err(|_| error(1, "not UTF-8 text".into()))?;
-
-        let mut kind = None;
-        let mut secret = None;
-        let mut algorithm = None;
-        let mut digits = None;
-        let mut period = None;
-        let mut window = None;
-        let mut serial = None;
-        let mut manufacturer = None;
-        for (index, raw_line) in text.lines().enumerate() {
-            let line_no = index + 1;
-            let line = raw_line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(error(line_no, "expected `key = value`".into()));
+        // Deserialized from the parsed document, not with toml::from_str: that would attach
+        // a copy of the whole text, secret and all, to any error about a value.
+        let document = DeTable::parse(text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            let message = match e.message() {
+                "duplicate key" => {
+                    let key = e.span().and_then(|s| text.get(s)).unwrap_or_default();
+                    match RECORD_KEYS.contains(&key) {
+                        true => format!("{key}: given twice"),
+                        false => "a key is given twice".into(),
+                    }
+                }
+                other => other.replace('\n', "; "),
             };
-            let key = key.trim();
-            let value = Value::parse(value.trim()).ok_or_else(|| {
-                error(
-                    line_no,
-                    format!("{key}: expected a \"string\" or an integer"),
-                )
-            })?;
-            let duplicate = || error(line_no, format!("{key}: given twice"));
-            match key {
-                "kind" => {
-                    let parsed = match value.string(key).map_err(|m| error(line_no, m))? {
-                        "totp" => Kind::Totp,
-                        "hotp" => Kind::Hotp,
-                        other => {
-                            return Err(error(
-                                line_no,
-                                format!("kind: {other:?} is not \"totp\" or \"hotp\""),
-                            ))
-                        }
-                    };
-                    if kind.replace(parsed).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                "secret" => {
-                    let text = value.string(key).map_err(|m| error(line_no, m))?;
-                    let key = SecretKey::from_base32(text)
-                        .map_err(|e| error(line_no, format!("secret: {e}")))?;
-                    if secret.replace(key).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                "algorithm" => {
-                    let name = value.string(key).map_err(|m| error(line_no, m))?;
-                    let parsed = Algorithm::from_name(name).ok_or_else(|| {
-                        error(
-                            line_no,
-                            format!("algorithm: {name:?} is not SHA1, SHA256 or SHA512"),
-                        )
-                    })?;
-                    if algorithm.replace(parsed).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                "digits" => {
-                    let n = value.integer(key).map_err(|m| error(line_no, m))?;
-                    let parsed = u8::try_from(n)
-                        .ok()
-                        .and_then(Digits::new)
-                        .ok_or_else(|| error(line_no, format!("digits: {n} is not 6, 7 or 8")))?;
-                    if digits.replace(parsed).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                "period" => {
-                    let n = value.integer(key).map_err(|m| error(line_no, m))?;
-                    let parsed = u32::try_from(n)
-                        .ok()
-                        .filter(|p| (1..=3600).contains(p))
-                        .ok_or_else(|| {
-                            error(
-                                line_no,
-                                format!("period: {n} is not between 1 and 3600 seconds"),
-                            )
-                        })?;
-                    if period.replace(parsed).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                "window" => {
-                    let n = value.integer(key).map_err(|m| error(line_no, m))?;
-                    let parsed = u32::try_from(n).map_err(|_| {
-                        error(line_no, format!("window: {n} is negative or too large"))
-                    })?;
-                    if window.replace((parsed, line_no)).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                "serial" | "manufacturer" => {
-                    let text = value.string(key).map_err(|m| error(line_no, m))?;
-                    let label = TokenLabel::parse(text).ok_or_else(|| {
-                        error(
-                            line_no,
-                            format!(
-                                "{key}: not 1 to {MAX_LABEL_LEN} bytes of printable text without surrounding spaces"
-                            ),
-                        )
-                    })?;
-                    let slot = if key == "serial" {
-                        &mut serial
-                    } else {
-                        &mut manufacturer
-                    };
-                    if slot.replace(label).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                other => return Err(error(line_no, format!("unknown key {other:?}"))),
+            error(at, message)
+        })?;
+        let raw = RawRecord::deserialize(toml::de::Deserializer::from(document)).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            let message = e.message().replace('\n', "; ");
+            match key_at(text, at) {
+                Some(key) if !message.starts_with(key) => error(at, format!("{key}: {message}")),
+                _ => error(at, message),
             }
-        }
+        })?;
 
-        let secret = secret.ok_or_else(|| error(1, "no `secret` key".into()))?;
-        let kind = kind.unwrap_or(Kind::Totp);
-        let (default_window, max_window) = match kind {
-            Kind::Totp => (kind.default_window(), MAX_TOTP_WINDOW),
-            Kind::Hotp => (kind.default_window(), MAX_HOTP_WINDOW),
+        let secret = raw
+            .secret
+            .ok_or_else(|| error(0, "no `secret` key".into()))?;
+        let kind = raw.kind.map_or(Kind::Totp, Spanned::into_inner);
+        let algorithm = match raw.algorithm {
+            Some(name) => Algorithm::from_name(name.get_ref()).ok_or_else(|| {
+                error(
+                    name.span().start,
+                    format!(
+                        "algorithm: {:?} is not SHA1, SHA256 or SHA512",
+                        name.get_ref()
+                    ),
+                )
+            })?,
+            None => Algorithm::Sha1,
         };
-        // Checked here, against the kind, which may come later in the file; the error
-        // still names the window's line.
-        let (window, window_line) = window.unwrap_or((default_window, 1));
-        if window > max_window {
-            return Err(error(
-                window_line,
-                format!(
-                    "window: {window} is more than {max_window} for a {} secret",
-                    kind.name()
-                ),
-            ));
+        let digits = match raw.digits {
+            Some(n) => {
+                let Integer(value) = *n.get_ref();
+                u8::try_from(value)
+                    .ok()
+                    .and_then(Digits::new)
+                    .ok_or_else(|| {
+                        error(n.span().start, format!("digits: {value} is not 6, 7 or 8"))
+                    })?
+            }
+            None => Digits::SIX,
+        };
+        let period = match raw.period {
+            Some(n) => {
+                let Integer(value) = *n.get_ref();
+                u32::try_from(value)
+                    .ok()
+                    .filter(|p| (1..=3600).contains(p))
+                    .ok_or_else(|| {
+                        error(
+                            n.span().start,
+                            format!("period: {value} is not between 1 and 3600 seconds"),
+                        )
+                    })?
+            }
+            None => DEFAULT_PERIOD,
+        };
+        let max_window = match kind {
+            Kind::Totp => MAX_TOTP_WINDOW,
+            Kind::Hotp => MAX_HOTP_WINDOW,
+        };
+        // Checked against the kind, which may come later in the file; the error still
+        // names the window's line.
+        let window = match raw.window {
+            Some(n) => {
+                let Integer(value) = *n.get_ref();
+                let at = n.span().start;
+                let window = u32::try_from(value)
+                    .map_err(|_| error(at, format!("window: {value} is negative or too large")))?;
+                if window > max_window {
+                    return Err(error(
+                        at,
+                        format!(
+                            "window: {window} is more than {max_window} for a {} secret",
+                            kind.name()
+                        ),
+                    ));
+                }
+                window
+            }
+            None => kind.default_window(),
+        };
+        let label = |key: &str, value: Option<Spanned<String>>| {
+            match value {
+            Some(text) => TokenLabel::parse(text.get_ref()).map(Some).ok_or_else(|| {
+                error(
+                    text.span().start,
+                    format!(
+                        "{key}: not 1 to {MAX_LABEL_LEN} bytes of printable text without surrounding spaces"
+                    ),
+                )
+            }),
+            None => Ok(None),
         }
+        };
         Ok(Record {
             kind,
             secret,
-            algorithm: algorithm.unwrap_or(Algorithm::Sha1),
-            digits: digits.unwrap_or(Digits::SIX),
-            period: period.unwrap_or(DEFAULT_PERIOD),
+            algorithm,
+            digits,
+            period,
             window,
-            serial,
-            manufacturer,
+            serial: label("serial", raw.serial)?,
+            manufacturer: label("manufacturer", raw.manufacturer)?,
         })
     }
 
-    /// The record as file contents, in zeroizing memory.
+    /// The record as file contents, in zeroizing memory. Each value is written by toml's
+    /// value serializer straight into this one buffer, reserved up front so that it never
+    /// reallocates and leaves a copy of the secret behind.
     pub fn to_text(&self) -> Zeroizing<String> {
         let secret = self.secret.to_base32();
         let labels = [&self.serial, &self.manufacturer]
             .iter()
             .filter_map(|label| label.as_ref())
-            .map(|label| label.as_str().len() + 32)
+            .map(|label| label.as_str().len() * 6 + 32)
             .sum::<usize>();
-        // Reserved up front so the string never reallocates and leaves a copy behind.
         let mut text = Zeroizing::new(String::with_capacity(256 + secret.len() + labels));
+        let reserved = text.capacity();
         text.push_str("# pam-mfa secret record: keep it private, it is a password.\n");
-        let _ = writeln!(text, "kind = \"{}\"", self.kind.name());
-        text.push_str("secret = \"");
-        text.push_str(&secret);
-        text.push_str("\"\n");
-        let _ = writeln!(text, "algorithm = \"{}\"", self.algorithm);
-        let _ = writeln!(text, "digits = {}", self.digits.get());
+        line(&mut text, "kind", self.kind.name());
+        line(&mut text, "secret", secret.as_str());
+        line(&mut text, "algorithm", self.algorithm.name());
+        line(&mut text, "digits", &self.digits.get());
         if self.kind == Kind::Totp {
-            let _ = writeln!(text, "period = {}", self.period);
+            line(&mut text, "period", &self.period);
         }
-        let _ = writeln!(text, "window = {}", self.window);
+        line(&mut text, "window", &self.window);
         if let Some(serial) = &self.serial {
-            let _ = writeln!(text, "serial = \"{serial}\"");
+            line(&mut text, "serial", serial.as_str());
         }
         if let Some(manufacturer) = &self.manufacturer {
-            let _ = writeln!(text, "manufacturer = \"{manufacturer}\"");
+            line(&mut text, "manufacturer", manufacturer.as_str());
         }
+        debug_assert_eq!(text.capacity(), reserved, "the record's buffer grew");
         text
     }
 }
 
-/// A value in the subset: a basic string without escapes, or a decimal integer.
-enum Value<'a> {
-    String(&'a str),
-    Integer(i64),
+/// `key = value` and a newline, the value encoded by toml.
+fn line<T: Serialize + ?Sized>(text: &mut String, key: &str, value: &T) {
+    text.push_str(key);
+    text.push_str(" = ");
+    // Strings, integers: toml's value serializer cannot fail on these.
+    let _ = value.serialize(toml::ser::ValueSerializer::new(text));
+    text.push('\n');
 }
 
-impl<'a> Value<'a> {
-    fn parse(text: &'a str) -> Option<Value<'a>> {
-        // A trailing comment after the value is allowed, as in TOML.
-        if let Some(rest) = text.strip_prefix('"') {
-            let end = rest.find('"')?;
-            let (inner, after) = (&rest[..end], rest[end + 1..].trim());
-            if inner.contains('\\') || !(after.is_empty() || after.starts_with('#')) {
-                return None;
+/// The keys a record may have.
+const RECORD_KEYS: &[&str] = &[
+    "kind",
+    "secret",
+    "algorithm",
+    "digits",
+    "period",
+    "window",
+    "serial",
+    "manufacturer",
+];
+
+/// The record as written; each setting but the secret with where it is, for messages.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    kind: Option<Spanned<Kind>>,
+    #[serde(default, deserialize_with = "secret_key")]
+    secret: Option<SecretKey>,
+    algorithm: Option<Spanned<String>>,
+    digits: Option<Spanned<Integer>>,
+    period: Option<Spanned<Integer>>,
+    window: Option<Spanned<Integer>>,
+    serial: Option<Spanned<String>>,
+    manufacturer: Option<Spanned<String>>,
+}
+
+/// The secret, from the record's own buffer (a borrowed &str) into zeroizing bytes.
+fn secret_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SecretKey>, D::Error> {
+    struct Base32;
+    impl<'de> de::Visitor<'de> for Base32 {
+        type Value = SecretKey;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a base32 string")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<SecretKey, E> {
+            SecretKey::from_base32(text).map_err(|e| E::custom(format!("secret: {e}")))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<SecretKey, E> {
+            Err(E::custom(ESCAPED))
+        }
+        fn visit_string<E: de::Error>(self, text: String) -> Result<SecretKey, E> {
+            drop(Zeroizing::new(text));
+            Err(E::custom(ESCAPED))
+        }
+    }
+    const ESCAPED: &str = "secret: write the string as it is, with no escapes";
+    deserializer.deserialize_str(Base32).map(Some)
+}
+
+/// A whole number; named so in messages ("expected an integer").
+#[derive(Clone, Copy)]
+struct Integer(i64);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Integer, D::Error> {
+        struct Whole;
+        impl de::Visitor<'_> for Whole {
+            type Value = Integer;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer")
             }
-            return Some(Value::String(inner));
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Integer, E> {
+                Ok(Integer(n))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Integer, E> {
+                Ok(Integer(i64::try_from(n).unwrap_or(i64::MAX)))
+            }
         }
-        let number = text.split('#').next()?.trim();
-        number.parse().ok().map(Value::Integer)
+        deserializer.deserialize_i64(Whole)
     }
+}
 
-    fn string(&self, key: &str) -> Result<&'a str, String> {
-        match self {
-            Value::String(s) => Ok(s),
-            Value::Integer(_) => Err(format!("{key}: expected a string")),
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Kind, D::Error> {
+        struct KindName;
+        impl de::Visitor<'_> for KindName {
+            type Value = Kind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"totp\" or \"hotp\"")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Kind, E> {
+                match name {
+                    "totp" => Ok(Kind::Totp),
+                    "hotp" => Ok(Kind::Hotp),
+                    other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+                }
+            }
         }
+        deserializer.deserialize_str(KindName)
     }
+}
 
-    fn integer(&self, key: &str) -> Result<i64, String> {
-        match self {
-            Value::Integer(n) => Ok(*n),
-            Value::String(_) => Err(format!("{key}: expected an integer")),
-        }
-    }
+/// The record key whose name or value holds a byte offset, for messages. Parses the text
+/// again (only on an error), borrowing from it as before.
+fn key_at(text: &str, offset: usize) -> Option<&'static str> {
+    let document = DeTable::parse(text).ok()?;
+    let (key, _) = document
+        .get_ref()
+        .iter()
+        .find(|(key, value)| key.span().contains(&offset) || value.span().contains(&offset))?;
+    RECORD_KEYS
+        .iter()
+        .copied()
+        .find(|known| *known == key.get_ref().as_ref())
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
@@ -399,7 +472,10 @@ mod tests {
             ("secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nsecret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\n", 2, "twice"),
             ("secret = GEZDGNBVGY3TQOJQ\n", 1, "string"),
             ("secret = \"GEZD\\u0041\"\n", 1, "string"),
-            ("just text\n", 1, "key = value"),
+            ("just text\n", 1, "expected `=`"),
+            ("secret = 12\n", 1, "string"),
+            ("secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\ndigits = 6.5\n", 2, "digits"),
+            ("secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\nkind = \"motp\"\n", 2, "kind"),
         ];
         for (text, line, word) in cases {
             let err = parse(text).unwrap_err();
@@ -414,6 +490,39 @@ mod tests {
                 "{shown}"
             );
         }
+    }
+
+    /// Records as the hand-written writer made them before the switch to toml + serde
+    /// (tests/fixtures/records, written by commit 2604636's `Record::to_text`) read the same.
+    #[test]
+    fn records_in_the_earlier_format_are_read() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/records");
+        let totp = std::fs::read(dir.join("totp.toml")).unwrap();
+        let record = Record::parse(&totp, Path::new("totp.toml")).unwrap();
+        assert_eq!(record.kind, Kind::Totp);
+        assert_eq!(record.secret.as_bytes(), b"12345678901234567890");
+        assert_eq!(
+            (record.algorithm, record.digits.get()),
+            (Algorithm::Sha1, 6)
+        );
+        assert_eq!((record.period, record.window), (30, 1));
+        assert_eq!(*record.to_text(), String::from_utf8(totp).unwrap());
+
+        let hotp = std::fs::read(dir.join("hotp-token.toml")).unwrap();
+        let record = Record::parse(&hotp, Path::new("hotp-token.toml")).unwrap();
+        assert_eq!(record.kind, Kind::Hotp);
+        assert_eq!(record.secret.as_bytes(), b"1234567890".repeat(4));
+        assert_eq!(
+            (record.algorithm, record.digits.get()),
+            (Algorithm::Sha256, 8)
+        );
+        assert_eq!(record.window, 10);
+        assert_eq!(record.serial.as_ref().unwrap().as_str(), "987654321");
+        assert_eq!(
+            record.manufacturer.as_ref().unwrap().as_str(),
+            "Feitian Technology Co.,Ltd"
+        );
+        assert_eq!(*record.to_text(), String::from_utf8(hotp).unwrap());
     }
 
     #[test]
