@@ -144,6 +144,10 @@ fn frame(severity: Severity, message: &str, at: SystemTime) -> String {
     )
 }
 
+/// Longest field value kept, in characters: room for the longest account name the store
+/// takes (`username::MAX_LEN` bytes), so that two long directory names stay apart.
+const MAX_TOKEN: usize = 256;
+
 /// A field value as one token: empty becomes `-`; spaces, quotes, `=` and control
 /// characters become `?`, so a hostile rhost cannot forge fields or lines.
 fn token(value: &str) -> String {
@@ -152,7 +156,7 @@ fn token(value: &str) -> String {
     }
     value
         .chars()
-        .take(128)
+        .take(MAX_TOKEN)
         .map(|c| {
             if c.is_control() || c.is_whitespace() || c == '"' || c == '=' {
                 '?'

@@ -1,21 +1,31 @@
-//! Account names, validated before any path is built from them.
+//! Account names, validated before any path is built from them. A directory's names are
+//! names: `first.last@corp.example.com`, `john smith`, `DOMAIN\bob`, long ones too. Only
+//! what would make an unusable or unsafe file name in the store is refused.
 
 #![forbid(unsafe_code)]
 
 use std::fmt;
 
-/// Longest accepted name, in bytes (the utmp limit that login tools share).
-pub const MAX_LEN: usize = 32;
+use crate::store::NAME_OVERHEAD;
 
-/// A user name that is safe to use as a file name inside the store and in log lines:
-/// 1 to 32 bytes, no `/`, no `..`, no NUL or other control character, no whitespace,
-/// and no leading `-` or `.`.
+/// Longest file name the filesystems we run on take (NAME_MAX), in bytes.
+const NAME_MAX: usize = 255;
+
+/// Longest accepted name, in bytes: what NAME_MAX leaves once the store has added its
+/// longest prefix and suffix (a temporary file `.NAME.recovery.PID.RANDOM.tmp`).
+pub const MAX_LEN: usize = NAME_MAX - NAME_OVERHEAD;
+
+/// A user name that is safe to use as a file name inside the store: 1 to `MAX_LEN` bytes,
+/// no `/`, no leading `.` (so neither `.` nor `..`, nor the store's temporary files), and
+/// no NUL or other control character (no directory gives such names, and they would let a
+/// name rewrite an admin's terminal or a log line). Spaces, `@`, `\`, `-` anywhere, and
+/// every other character are accepted.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserName(String);
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadUserName(&'static str);
+pub struct BadUserName(String);
 
 impl fmt::Display for BadUserName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -28,19 +38,18 @@ impl std::error::Error for BadUserName {}
 impl UserName {
     pub fn parse(name: &str) -> Result<UserName, BadUserName> {
         let problem = if name.is_empty() {
-            Some("it is empty")
+            Some("it is empty".to_owned())
         } else if name.len() > MAX_LEN {
-            Some("it is longer than 32 bytes")
+            Some(format!(
+                "it is {} bytes long; the store's file names hold at most {MAX_LEN}",
+                name.len()
+            ))
         } else if name.contains('/') {
-            Some("it contains '/'")
-        } else if name.contains("..") {
-            Some("it contains '..'")
-        } else if name.starts_with('-') {
-            Some("it starts with '-'")
+            Some("it contains '/'".to_owned())
         } else if name.starts_with('.') {
-            Some("it starts with '.'")
-        } else if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            Some("it contains a control or space character")
+            Some("it starts with '.'".to_owned())
+        } else if name.chars().any(char::is_control) {
+            Some("it contains a control character".to_owned())
         } else {
             None
         };
@@ -72,7 +81,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ordinary_names_are_accepted() {
+    fn ordinary_and_directory_names_are_accepted() {
+        let longest = format!("{}@corp.example.com", "f".repeat(MAX_LEN - 17));
         for name in [
             "root",
             "alice",
@@ -81,19 +91,41 @@ mod tests {
             "user_1",
             "x",
             "DOMAIN+bob",
+            "DOMAIN\\bob",
+            "firstname.lastname@corp.example.com",
+            "john smith",
+            "-rf",
+            "x..y",
+            "jos\u{e9}",
+            &longest,
         ] {
             assert_eq!(UserName::parse(name).unwrap().as_str(), name);
         }
-        assert!(UserName::parse(&"a".repeat(32)).is_ok());
+        assert_eq!(MAX_LEN, 220);
+        assert_eq!(longest.len(), MAX_LEN);
     }
 
     #[test]
     fn names_that_could_escape_the_store_are_refused() {
         for name in [
-            "", "../etc", "a/b", "..", ".", ".hidden", "-rf", "a\0b", "a b", "a\nb", "x..y",
+            "",
+            "../etc",
+            "a/b",
+            "/",
+            "..",
+            ".",
+            ".hidden",
+            "a\0b",
+            "a\nb",
+            "\u{1b}[2J",
+            "a\u{7f}",
         ] {
             assert!(UserName::parse(name).is_err(), "{name:?}");
         }
-        assert!(UserName::parse(&"a".repeat(33)).is_err());
+        let error = UserName::parse(&"a".repeat(MAX_LEN + 1)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid user name: it is 221 bytes long; the store's file names hold at most 220"
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{sandbox, Pam, Sandbox, Totp, SECRET};
+use common::{avoid_step_boundary, sandbox, Pam, Sandbox, Totp, SECRET};
 
 /// A required rule on the group `admins`; everyone else optional.
 const ADMINS_REQUIRED: &str = r#"
@@ -256,4 +256,107 @@ mode = "required"
             .contains("rule 'alice' matches through user 'alice' (same uid 1000)"),
         "{explained:?}"
     );
+}
+
+/// Names as SSSD and Active Directory give them (an `@`, a space, longer than 32 bytes) go
+/// through the module and every admin command like any other name.
+#[test]
+fn directory_style_names_are_accounts_like_any_other() {
+    let longest = format!("{}@corp.example.com", "f".repeat(220 - 17));
+    for name in [
+        "firstname.lastname@corp.example.com",
+        "john smith",
+        longest.as_str(),
+    ] {
+        let sb = sandbox()
+            .user_with_gid(name, 1500, 100)
+            .group("users", 100, &[])
+            .policy(&format!(
+                "store_dir = \"{{store}}\"\ndefault_mode = \"exempt\"\nfail_delay_ms = 0\nmax_failures = 2\n\n[[rule]]\nname = \"named\"\nusers = [{name:?}]\nmode = \"required\"\n"
+            ));
+        // The audit line's user field turns a space into `?`.
+        let logged = name.replace(' ', "?");
+        sb.login(name)
+            .answer("123456")
+            .run()
+            .expect_prompted()
+            .expect(Pam::AuthErr);
+        sb.audit_line().expect(&logged, "required", "named", "deny");
+
+        let sb = sb.enroll_with_cli(name, SECRET);
+        assert!(sb.record_path(name).exists(), "{name}");
+        avoid_step_boundary(30);
+        let totp = Totp::new(SECRET);
+        sb.login(name)
+            .answer(&totp.code())
+            .run()
+            .expect(Pam::Success);
+        sb.audit_line()
+            .expect(&logged, "required", "named", "success");
+
+        // Locked by two wrong codes, then unlocked by name.
+        for _ in 0..2 {
+            sb.login(name)
+                .answer(&totp.wrong_code())
+                .run()
+                .expect(Pam::AuthErr);
+        }
+        sb.audit_lines();
+        let status = sb.pam_mfa(&["status", name, "--json"]).run();
+        assert_eq!(status.code, Some(0), "{name}: {status:?}");
+        let rows: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        assert_eq!(rows[0]["user"], name, "{status:?}");
+        assert!(rows[0]["locked_until"].is_u64(), "{status:?}");
+        let unlock = sb.pam_mfa(&["unlock", name, "--yes"]).run();
+        assert_eq!(unlock.code, Some(0), "{name}: {unlock:?}");
+        sb.login(name)
+            .answer(&totp.code_in_steps(1))
+            .run()
+            .expect(Pam::Success);
+        sb.audit_lines();
+
+        let recovery = sb.pam_mfa(&["recovery", name, "--yes"]).run();
+        assert_eq!(recovery.code, Some(0), "{name}: {recovery:?}");
+        let uri = format!(
+            "otpauth://totp/Example:x?secret={}&issuer=Example\n",
+            common::OTHER_SECRET
+        );
+        let import = sb
+            .pam_mfa(&["import", "uri", "--user", name, "--force"])
+            .stdin(&uri)
+            .run();
+        assert_eq!(import.code, Some(0), "{name}: {import:?}");
+        let explain = sb.pam_mfa(&["policy", "explain", name]).run();
+        assert_eq!(explain.code, Some(0), "{name}: {explain:?}");
+        assert!(explain.stdout.contains("enrolled:  yes"), "{explain:?}");
+
+        let remove = sb.pam_mfa(&["remove", name, "--yes"]).run();
+        assert_eq!(remove.code, Some(0), "{name}: {remove:?}");
+        assert!(!sb.record_path(name).exists(), "{name}");
+        let leftovers: Vec<_> = std::fs::read_dir(sb.store()).unwrap().collect();
+        assert!(leftovers.is_empty(), "{name}: {leftovers:?}");
+    }
+}
+
+/// A name the store cannot hold is refused by the admin command with the reason, and by the
+/// module as an unknown account (the same prompt, then a refusal).
+#[test]
+fn a_name_too_long_for_the_store_is_refused_with_the_reason() {
+    let name = format!("{}@corp.example.com", "f".repeat(221 - 17));
+    let sb = sandbox().user_with_gid(&name, 1500, 100);
+    let run = sb
+        .pam_mfa(&["enroll", &name, "--secret-stdin", "--no-confirm"])
+        .stdin(&format!("{SECRET}\n"))
+        .run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("it is 221 bytes long; the store's file names hold at most 220"),
+        "{run:?}"
+    );
+    sb.login(&name)
+        .answer("123456")
+        .run()
+        .expect_prompted()
+        .expect(Pam::UserUnknown);
 }

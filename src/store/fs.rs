@@ -309,6 +309,23 @@ mod tests {
 
     use super::*;
 
+    /// The longest account name leaves room for every file the store makes of it, its
+    /// temporary files with the longest pid included.
+    #[test]
+    fn the_longest_name_fits_every_store_file() {
+        let (_temp, dir) = temp_store();
+        let user = "n".repeat(crate::username::MAX_LEN);
+        for suffix in ["toml", "state", "recovery"] {
+            let name = format!("{user}.{suffix}");
+            dir.write_atomic(&name, b"x", false).unwrap();
+            let longest_temp = format!(".{name}.4194304.0123456789ab.tmp");
+            assert!(longest_temp.len() <= 255, "{}", longest_temp.len());
+            assert!(dir.create_file(&longest_temp).unwrap().is_some());
+        }
+        let longest = format!(".{user}.recovery.4194304.0123456789ab.tmp");
+        assert_eq!(longest.len(), 255);
+    }
+
     #[test]
     fn a_store_path_that_is_a_symlink_to_a_directory_is_named_a_symlink() {
         let (temp, dir) = temp_store();

@@ -232,6 +232,12 @@ impl Store {
     }
 }
 
+/// The most the store adds to an account's name in a file name: the temporary file
+/// `.NAME.recovery.PID.RANDOM.tmp` (a pid has at most 7 digits: Linux's pid_max is at most
+/// 2^22, and RANDOM is 12 hex digits). `UserName` keeps names short enough for it.
+pub const NAME_OVERHEAD: usize =
+    ".".len() + ".recovery".len() + ".4194304".len() + ".0123456789ab".len() + ".tmp".len();
+
 fn record_name(user: &UserName) -> String {
     format!("{user}.toml")
 }
