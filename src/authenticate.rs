@@ -337,7 +337,11 @@ impl Outcome {
             Outcome::Denied(Denial::NotEnrolled) => {
                 "a code is required but the account has no secret (pam-mfa enroll)".into()
             }
-            Outcome::UnknownUser => "unknown account".into(),
+            // nslcd answers "not found" while its directory is down: say so, as the admin
+            // reading this during an outage needs to know.
+            Outcome::UnknownUser => {
+                "unknown account: NSS does not know it (or its directory did not answer)".into()
+            }
             Outcome::Failed(Failure::Argument(e)) => e.clone(),
             Outcome::Failed(Failure::Policy(e)) => e.to_string(),
             Outcome::Failed(Failure::Store(e)) => e.to_string(),

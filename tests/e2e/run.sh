@@ -8,7 +8,8 @@
 # module with the test's own policy (and audit socket).
 #
 # These tests change the machine: they add users, a group, files under /etc/pam.d and
-# /etc/sudoers.d, and start sshd on a free loopback port. So they run only as root and only
+# /etc/sudoers.d, and start sshd on a free loopback port; tests/e2e/ldap.sh starts slapd on
+# another and rewrites /etc/nslcd.conf for its nslcd (restored on exit). So they run only as root and only
 # when CI=true or PAM_MFA_E2E=1; everything they add carries a random tag (pmfa-e2e-XXXXXX)
 # and is removed on exit, failure or interrupt. /etc/pam.d/su, /etc/pam.d/login and root's
 # password are never touched: su and login run in a private mount namespace where a test
@@ -62,6 +63,7 @@ die() {
 packages=(
     openssh-server openssh-client sudo expect oathtool pamtester python3 util-linux login
     passwd lintian dpkg-dev fakeroot binutils
+    slapd ldap-utils nslcd libnss-ldapd libnss-wrapper libpam-wrapper
 )
 missing=()
 for package in "${packages[@]}"; do
@@ -733,6 +735,22 @@ if [ "$namespace_ok" -eq 1 ]; then
 else
     skip "login" "no private mount namespace here (unshare --mount failed)"
 fi
+
+# ---------------------------------------------------------------------------------------
+section "a directory: slapd and nslcd, users and groups only in LDAP (tests/e2e/ldap.sh)"
+ldap_status=0
+bash "$e2e_dir/ldap.sh" "$module" "$cli" >"$logs/ldap.log" 2>&1 || ldap_status=$?
+case "$ldap_status" in
+    0)
+        grep -E '^ok ' "$logs/ldap.log" | sed 's/^/      /' || true
+        pass "ldap: LDAP groups and accounts decide; an outage fails closed; back after it"
+        ;;
+    77) skip "ldap" "$(grep -m1 '^ldap: skipped' "$logs/ldap.log" || echo "skipped")" ;;
+    *)
+        mapfile -t lines < <(tail -n 40 "$logs/ldap.log")
+        fail "ldap: tests/e2e/ldap.sh failed (exit status $ldap_status)" "${lines[@]}"
+        ;;
+esac
 
 # ---------------------------------------------------------------------------------------
 section "the .deb (tests/e2e/deb.sh)"
