@@ -360,3 +360,30 @@ fn a_name_too_long_for_the_store_is_refused_with_the_reason() {
         .expect_prompted()
         .expect(Pam::UserUnknown);
 }
+
+/// Active Directory's groups through SSSD have spaces and a domain: the policy names them
+/// as NSS does.
+#[test]
+fn a_directory_group_with_a_space_is_a_policy_group() {
+    let group = "domain admins@corp.example.com";
+    let sb = sandbox()
+        .user("dave", 1004)
+        .user("frank", 1006)
+        .group(group, 30, &["dave"])
+        .policy(&format!(
+            "store_dir = \"{{store}}\"\ndefault_mode = \"optional\"\n\n[[rule]]\nname = \"admins\"\ngroups = [{group:?}]\nmode = \"required\"\n"
+        ));
+    sb.login("dave")
+        .answer("123456")
+        .run()
+        .expect_prompted()
+        .expect(Pam::AuthErr);
+    sb.audit_line().expect("dave", "required", "admins", "deny");
+    sb.login("frank")
+        .run()
+        .expect_not_prompted()
+        .expect_ignored();
+    sb.audit_lines();
+    let check = sb.pam_mfa(&["policy", "check", "--strict"]).run();
+    assert_eq!(check.code, Some(0), "{check:?}");
+}

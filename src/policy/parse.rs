@@ -486,7 +486,9 @@ fn parse_rule(
     let mut groups = Vec::new();
     for group in list("groups", raw.groups).map_err(|(o, m)| at(o, m))? {
         let g = group.get_ref();
-        if g.is_empty() || g.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        // Directory groups have spaces (`domain admins@corp.example.com`); only space at
+        // either end, which no group name has, is taken for a typo.
+        if g.trim().is_empty() || g.trim() != g || g.chars().any(char::is_control) {
             return Err(at(
                 group.span().start,
                 format!("groups: {g:?} is not a valid group name"),
