@@ -989,6 +989,210 @@ fn recovery_replaces_the_codes_so_old_ones_stop_and_new_ones_work_once() {
     assert_eq!(status_json(&sb, &["alice"])[0]["recovery_codes_left"], 9);
 }
 
+// --- repeatable and bulk admin work ----------------------------------------------------------
+
+/// An import run again by a script: the same secret is "unchanged" (exit 0, nothing
+/// written, no new recovery codes), another one a conflict (exit 1, nothing lost) unless
+/// --force.
+#[test]
+fn import_uri_again_is_unchanged_with_the_same_secret_and_a_conflict_with_another() {
+    let sb = office(5);
+    let uri = |secret: &str| format!("otpauth://totp/Example:bob?secret={secret}&issuer=Example\n");
+    let first = sb
+        .pam_mfa(&["import", "uri", "--user", "bob"])
+        .stdin(&uri(OTHER_SECRET))
+        .run();
+    assert_eq!(first.code, Some(0), "{first:?}");
+    let codes = recovery_codes(&first.stdout);
+    assert_eq!(codes.len(), 10, "{first:?}");
+    let record = fingerprint(&sb.record_path("bob"));
+    let recovery = fingerprint(&sb.store().join("bob.recovery"));
+
+    let again = sb
+        .pam_mfa(&["import", "uri", "--user", "bob"])
+        .stdin(&uri(&OTHER_SECRET.to_lowercase()))
+        .run();
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert!(again.stdout.starts_with("unchanged bob: "), "{again:?}");
+    assert!(recovery_codes(&again.stdout).is_empty(), "{again:?}");
+
+    let other = sb
+        .pam_mfa(&["import", "uri", "--user", "bob"])
+        .stdin(&uri(SECRET))
+        .run();
+    expect_error(&other);
+    assert!(
+        other
+            .stderr
+            .contains("conflict bob: enrolled already with a different secret"),
+        "{other:?}"
+    );
+    assert_eq!(fingerprint(&sb.record_path("bob")), record);
+    assert_eq!(fingerprint(&sb.store().join("bob.recovery")), recovery);
+    sb.login("bob").answer(&codes[0]).run().expect(Pam::Success);
+
+    let forced = sb
+        .pam_mfa(&["import", "uri", "--user", "bob", "--force"])
+        .stdin(&uri(SECRET))
+        .run();
+    assert_eq!(forced.code, Some(0), "{forced:?}");
+    avoid_step_boundary(30);
+    sb.login("bob")
+        .answer(&Totp::new(SECRET).code())
+        .run()
+        .expect(Pam::Success);
+}
+
+#[test]
+fn import_all_homes_again_reports_unchanged_and_conflicts_per_account_and_one_summary() {
+    let users = [("carol", 1002), ("dave", 1003)];
+    let mut sb = sandbox();
+    for (name, uid) in users {
+        sb = sb.user(name, uid);
+    }
+    let mut passwd = String::from("root:x:0:0:root:/nonexistent:/bin/sh\n");
+    for (name, uid) in users {
+        let home = sb.path(&format!("home/{name}"));
+        fs::create_dir_all(&home).unwrap();
+        sb.chown(&home, uid);
+        sb.chmod(&home, 0o700);
+        passwd.push_str(&format!(
+            "{name}:x:{uid}:{uid}:{name}:{}:/bin/sh\n",
+            home.display()
+        ));
+    }
+    fs::write(sb.path("passwd"), passwd).unwrap();
+    let ga = |name: &str| sb.path(&format!("home/{name}/.google_authenticator"));
+    google_authenticator(GA_TOTP, &ga("carol"));
+    sb.chown(&ga("carol"), 1002);
+    let dave = google_authenticator(GA_TOTP, &ga("dave"));
+    sb.chown(&ga("dave"), 1003);
+    let import = || {
+        sb.pam_mfa(&["import", "google-authenticator", "--all-homes"])
+            .run()
+    };
+    let first = import();
+    assert_eq!(first.code, Some(0), "{first:?}");
+
+    let again = import();
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert!(again.stdout.contains("unchanged carol: "), "{again:?}");
+    assert!(again.stdout.contains("unchanged dave: "), "{again:?}");
+    assert!(
+        again
+            .stdout
+            .contains("0 imported, 0 skipped, 2 unchanged, 0 conflict(s)"),
+        "{again:?}"
+    );
+
+    // dave made a new secret at home: a conflict, reported, and his record kept.
+    fs::remove_file(ga("dave")).unwrap();
+    google_authenticator(GA_TOTP, &ga("dave"));
+    sb.chown(&ga("dave"), 1003);
+    let record = fingerprint(&sb.record_path("dave"));
+    let conflict = import();
+    assert_eq!(conflict.code, Some(1), "{conflict:?}");
+    assert!(
+        conflict.stdout.contains("unchanged carol: "),
+        "{conflict:?}"
+    );
+    assert!(
+        conflict
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("conflict  dave: ") && l.contains("--force")),
+        "{conflict:?}"
+    );
+    assert!(
+        conflict
+            .stdout
+            .contains("0 imported, 0 skipped, 1 unchanged, 1 conflict(s)"),
+        "{conflict:?}"
+    );
+    let errors: Vec<&str> = conflict.stderr.lines().collect();
+    assert_eq!(errors.len(), 1, "{conflict:?}");
+    assert!(
+        errors[0].starts_with("pam-mfa: 1 conflict(s)"),
+        "{conflict:?}"
+    );
+    assert_eq!(fingerprint(&sb.record_path("dave")), record);
+    avoid_step_boundary(30);
+    sb.login("dave")
+        .answer(&Totp::new(&dave.secret).code())
+        .run()
+        .expect(Pam::Success);
+}
+
+/// `recovery --all-missing` over more accounts than a progress line is printed for:
+/// codes for each account without any, a progress line every 5 accounts (stderr is not a
+/// terminal here), one summary.
+#[test]
+fn recovery_all_missing_gives_codes_to_each_account_without_any_with_progress() {
+    let mut sb = office(5);
+    let names: Vec<String> = (0..6).map(|i| format!("user{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        sb = sb.user(name, 2000 + i as u32);
+    }
+    // Records without recovery codes, as a PSKC import or a used-up set leaves them.
+    for name in &names {
+        sb = sb.enroll(name, SECRET);
+    }
+    let sb = sb.enroll_with_cli("alice", SECRET);
+    let alice = fingerprint(&sb.store().join("alice.recovery"));
+
+    let run = sb.pam_mfa(&["recovery", "--all-missing", "--yes"]).run();
+
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(recovery_codes(&run.stdout).len(), 6 * 10, "{run:?}");
+    for name in &names {
+        assert!(
+            run.stdout.lines().any(|l| l == format!("{name}:")),
+            "{run:?}"
+        );
+    }
+    assert!(!run.stdout.contains("alice"), "{run:?}");
+    assert_eq!(fingerprint(&sb.store().join("alice.recovery")), alice);
+    let progress: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("pam-mfa: 5/6 accounts, about "))
+        .collect();
+    assert_eq!(progress.len(), 1, "{run:?}");
+    assert!(progress[0].ends_with(" left"), "{run:?}");
+    assert!(!run.stderr.contains('\r'), "{run:?}");
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l == "new recovery codes for 6 accounts"),
+        "{run:?}"
+    );
+    let code = &recovery_codes(&run.stdout)[10];
+    sb.login("user01").answer(code).run().expect(Pam::Success);
+
+    let again = sb.pam_mfa(&["recovery", "--all-missing", "--yes"]).run();
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert!(recovery_codes(&again.stdout).is_empty(), "{again:?}");
+}
+
+#[test]
+fn recovery_for_several_accounts_changes_nothing_when_one_is_not_enrolled() {
+    let sb = office(5)
+        .enroll_with_cli("alice", SECRET)
+        .enroll_with_cli("bob", OTHER_SECRET);
+    let before = fingerprint(&sb.store().join("alice.recovery"));
+
+    let refused = sb.pam_mfa(&["recovery", "alice", "nobody", "--yes"]).run();
+    expect_error(&refused);
+    assert_eq!(fingerprint(&sb.store().join("alice.recovery")), before);
+
+    let run = sb.pam_mfa(&["recovery", "alice", "bob", "--yes"]).run();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(recovery_codes(&run.stdout).len(), 20, "{run:?}");
+    assert!(run.stdout.lines().any(|l| l == "alice:"), "{run:?}");
+    assert!(run.stdout.lines().any(|l| l == "bob:"), "{run:?}");
+    assert_ne!(fingerprint(&sb.store().join("alice.recovery")), before);
+}
+
 // --- errors ----------------------------------------------------------------------------------
 
 /// A record stays removable under the name it is stored by: an account since deleted from

@@ -162,13 +162,15 @@ pam\-mfa status \-\-missing
 .fi
 .RE
 .PP
-Carry over existing secrets, and give an account a new set of recovery codes:
+Carry over existing secrets (run again, an account with the same secret is
+reported unchanged), then give new recovery codes to every enrolled account that
+has none left:
 .PP
 .RS
 .nf
 pam\-mfa import google\-authenticator \-\-all\-homes
 pam\-mfa import uri \-\-user bob < bob.uri
-pam\-mfa recovery alice
+pam\-mfa recovery \-\-all\-missing \-\-yes
 .fi
 .RE
 .SH FILES

@@ -4,17 +4,19 @@
 #![forbid(unsafe_code)]
 
 use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::account::{all_accounts, lookup, open_or_create_store};
 use super::input::read_line;
+use super::progress::Progress;
 use super::recovery::print_codes;
 use super::{CliError, ConfigArg};
 use crate::clock::{Clock, SystemClock};
@@ -52,7 +54,8 @@ pub struct GoogleArgs {
     /// Import every account whose home directory (from NSS) holds a .google_authenticator.
     #[arg(long)]
     all_homes: bool,
-    /// Replace the secret of accounts that are enrolled already.
+    /// Replace the secret of accounts enrolled already with a different one (an account
+    /// enrolled with the same secret is left unchanged without it).
     #[arg(long)]
     force: bool,
     #[command(flatten)]
@@ -64,7 +67,8 @@ pub struct UriArgs {
     /// The account the device belongs to.
     #[arg(long)]
     user: String,
-    /// Replace the secret of an account that is enrolled already.
+    /// Replace the secret of an account enrolled already with a different one (an account
+    /// enrolled with the same secret is left unchanged without it).
     #[arg(long)]
     force: bool,
     #[command(flatten)]
@@ -84,16 +88,25 @@ fn from_uri(args: &UriArgs) -> Result<(), CliError> {
     let user = UserName::parse(&args.user)?;
     lookup(&user)?;
     let store = open_or_create_store(&policy)?;
-    if !args.force && store.is_enrolled(&user)? {
-        return Err(CliError::new(format!(
-            "{user} is enrolled already; use --force to replace the secret"
-        )));
-    }
     if std::io::stdin().is_terminal() {
         eprintln!("Paste the otpauth:// URI, then press Enter:");
     }
     let line = read_line("otpauth URI")?;
     let parsed = otpauth::parse(&line).map_err(CliError::new)?;
+    if !args.force {
+        match compare_enrolled(&store, &user, &parsed.record)? {
+            Enrolled::No => {}
+            Enrolled::Same => {
+                println!("unchanged {user}: enrolled with this secret already");
+                return Ok(());
+            }
+            Enrolled::Different(what) => {
+                return Err(CliError::new(format!(
+                    "conflict {user}: enrolled already with {what}; use --force to replace it"
+                )))
+            }
+        }
+    }
     let state = State {
         next_counter: parsed.counter,
         ..State::default()
@@ -113,7 +126,43 @@ fn from_uri(args: &UriArgs) -> Result<(), CliError> {
 /// What happened to one account.
 enum Result1 {
     Imported(String),
+    /// Enrolled already with the same secret and parameters: nothing written.
+    Unchanged,
+    /// Enrolled already with another secret (or parameters), and no --force.
+    Conflict(String),
     Skipped(String),
+}
+
+/// How an import meets the account's record.
+enum Enrolled {
+    No,
+    /// The same secret, kind, algorithm, digits and period: importing again changes
+    /// nothing a login sees, so a script may run the import as often as it likes.
+    Same,
+    /// Something else, described for the admin (never the secret itself).
+    Different(&'static str),
+}
+
+/// Compares what an import would save with what the store holds; secrets in constant
+/// time.
+fn compare_enrolled(store: &Store, user: &UserName, new: &Record) -> Result<Enrolled, CliError> {
+    let Some(old) = store.record(user)? else {
+        return Ok(Enrolled::No);
+    };
+    let same_secret: bool = old.secret.as_bytes().ct_eq(new.secret.as_bytes()).into();
+    Ok(if !same_secret {
+        Enrolled::Different("a different secret")
+    } else if old.kind != new.kind
+        || old.algorithm != new.algorithm
+        || old.digits != new.digits
+        || (old.kind == Kind::Totp && old.period != new.period)
+    {
+        Enrolled::Different(
+            "the same secret but other parameters (kind, algorithm, digits or period)",
+        )
+    } else {
+        Enrolled::Same
+    })
 }
 
 fn google(args: &GoogleArgs) -> Result<(), CliError> {
@@ -135,6 +184,11 @@ fn google(args: &GoogleArgs) -> Result<(), CliError> {
                 println!("imported {user}: {what}");
                 Ok(())
             }
+            Result1::Unchanged => {
+                println!("unchanged {user}: enrolled with this secret already");
+                Ok(())
+            }
+            Result1::Conflict(why) => Err(CliError::new(format!("conflict {user}: {why}"))),
             Result1::Skipped(why) => Err(CliError::new(format!("{user}: {why}"))),
         };
     }
@@ -145,13 +199,10 @@ fn google(args: &GoogleArgs) -> Result<(), CliError> {
         .iter()
         .filter(|(_, _, home)| home.join(".google_authenticator").exists())
         .collect();
-    let show_progress = std::io::stderr().is_terminal() && candidates.len() > 20;
-    let mut imported = 0;
-    let mut skipped = 0;
+    let mut progress = Progress::new("accounts", candidates.len());
+    let (mut imported, mut unchanged, mut conflicts, mut skipped) = (0, 0, 0, 0);
     for (index, (name, uid, home)) in candidates.iter().enumerate() {
-        if show_progress {
-            progress(index, candidates.len());
-        }
+        progress.update(index);
         let outcome = match UserName::parse(name) {
             Ok(user) => import_one(
                 &store,
@@ -163,41 +214,40 @@ fn google(args: &GoogleArgs) -> Result<(), CliError> {
             .unwrap_or_else(|e| Result1::Skipped(e.to_string())),
             Err(e) => Result1::Skipped(e.to_string()),
         };
+        // One line per account on stdout, for scripts to read; the count on stderr.
+        progress.clear();
         match outcome {
             Result1::Imported(what) => {
                 imported += 1;
-                println!("imported {name}: {what}");
+                println!("imported  {name}: {what}");
+            }
+            Result1::Unchanged => {
+                unchanged += 1;
+                println!("unchanged {name}: enrolled with this secret already");
+            }
+            Result1::Conflict(why) => {
+                conflicts += 1;
+                println!("conflict  {name}: {why}");
             }
             Result1::Skipped(why) => {
                 skipped += 1;
-                println!("skipped  {name}: {why}");
+                println!("skipped   {name}: {why}");
             }
         }
+        progress.update(index + 1);
     }
-    if show_progress {
-        progress(candidates.len(), candidates.len());
-        eprintln!();
-    }
+    progress.finish();
     println!(
-        "{imported} imported, {skipped} skipped, {} accounts without a .google_authenticator file",
+        "{imported} imported, {skipped} skipped, {unchanged} unchanged, {conflicts} conflict(s), \
+         {} account(s) without a .google_authenticator file",
         accounts.len() - candidates.len()
     );
-    if skipped > 0 {
+    if conflicts + skipped > 0 {
         return Err(CliError::new(format!(
-            "{skipped} account(s) skipped; see above"
+            "{conflicts} conflict(s) and {skipped} skipped account(s); see above"
         )));
     }
     Ok(())
-}
-
-fn progress(done: usize, total: usize) {
-    let filled = done * 30 / total.max(1);
-    eprint!(
-        "\r[{}{}] {done}/{total}",
-        "#".repeat(filled),
-        ".".repeat(30 - filled)
-    );
-    let _ = std::io::stderr().flush();
 }
 
 /// Imports one google-authenticator file for `user`. Problems with this account's file
@@ -209,11 +259,6 @@ fn import_one(
     owners: &[u32],
     force: bool,
 ) -> Result<Result1, CliError> {
-    if !force && store.is_enrolled(user)? {
-        return Ok(Result1::Skipped(
-            "enrolled already (use --force to replace)".into(),
-        ));
-    }
     let contents = match read_source(path, owners) {
         Ok(contents) => contents,
         Err(why) => return Ok(Result1::Skipped(why)),
@@ -222,6 +267,17 @@ fn import_one(
         Ok(parsed) => parsed,
         Err(why) => return Ok(Result1::Skipped(format!("{}: {why}", path.display()))),
     };
+    if !force {
+        match compare_enrolled(store, user, &parsed.record)? {
+            Enrolled::No => {}
+            Enrolled::Same => return Ok(Result1::Unchanged),
+            Enrolled::Different(what) => {
+                return Ok(Result1::Conflict(format!(
+                    "enrolled already with {what}; use --force to replace it"
+                )))
+            }
+        }
+    }
     // A used step beyond the window ahead of now would refuse every code until then.
     if let (Kind::Totp, Some(used)) = (parsed.record.kind, parsed.state.last_step) {
         let now = time_step(SystemClock.now(), parsed.record.period);

@@ -9,6 +9,7 @@ mod generate;
 mod import;
 mod input;
 mod policy;
+mod progress;
 mod pskc;
 mod recovery;
 mod remove;
