@@ -2,7 +2,8 @@
 # Installs the Debian packages that building pam-mfa, its tests and the demo need.
 #
 # Rust itself (rustup, cargo) is expected to be there already; this script only brings the
-# C-side pieces: the PAM headers and libraries to link against, cwrap's pam_wrapper and
+# C-side pieces: the PAM headers and libraries to link against (and libclang, with which
+# pam-sys generates its bindings from those headers), cwrap's pam_wrapper and
 # nss_wrapper (a PAM stack and an account database without touching /etc), pamtester
 # (drives a PAM stack from the shell), oathtool (computes codes), python3 (the demo's
 # small syslog listener), zbar-tools and librsvg2-bin (the tests read back QR codes with
@@ -22,6 +23,7 @@ packages=(
     libc6-dev
     pkg-config
     libpam0g-dev
+    libclang-dev
     libpam-wrapper
     libnss-wrapper
     pamtester

@@ -1290,6 +1290,11 @@ fn module_needs_no_shared_unwinder_and_exports_only_pam_entry_points() {
         .filter_map(|l| l.split('[').nth(1)?.split(']').next())
         .collect();
     assert!(needed.contains(&"libpam.so.0"), "{needed:?}");
+    // pam-sys asks to link libpam_misc as well; the module uses none of it.
+    assert!(
+        !needed.iter().any(|n| n.starts_with("libpam_misc")),
+        "module loads libpam_misc: {needed:?}"
+    );
     assert!(
         !needed.iter().any(|n| n.starts_with("libgcc_s")),
         "module loads the shared unwinder: {needed:?}"

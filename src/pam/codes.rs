@@ -5,6 +5,8 @@
 
 use std::os::raw::c_int;
 
+use super::ffi;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PamCode {
     Success,
@@ -22,21 +24,21 @@ pub enum PamCode {
     Unknown(c_int),
 }
 
+/// Each code with libpam's value, from the system headers (through pam-sys).
 const TABLE: [(PamCode, c_int); 12] = [
-    (PamCode::Success, 0),
-    (PamCode::ServiceErr, 3),
-    (PamCode::SystemErr, 4),
-    (PamCode::BufErr, 5),
-    (PamCode::PermDenied, 6),
-    (PamCode::AuthErr, 7),
-    (PamCode::AuthinfoUnavail, 9),
-    (PamCode::UserUnknown, 10),
-    (PamCode::MaxTries, 11),
-    (PamCode::ConvErr, 19),
-    (PamCode::Ignore, 25),
-    (PamCode::Abort, 26),
+    (PamCode::Success, ffi::PAM_SUCCESS),
+    (PamCode::ServiceErr, ffi::PAM_SERVICE_ERR),
+    (PamCode::SystemErr, ffi::PAM_SYSTEM_ERR),
+    (PamCode::BufErr, ffi::PAM_BUF_ERR),
+    (PamCode::PermDenied, ffi::PAM_PERM_DENIED),
+    (PamCode::AuthErr, ffi::PAM_AUTH_ERR),
+    (PamCode::AuthinfoUnavail, ffi::PAM_AUTHINFO_UNAVAIL),
+    (PamCode::UserUnknown, ffi::PAM_USER_UNKNOWN),
+    (PamCode::MaxTries, ffi::PAM_MAXTRIES),
+    (PamCode::ConvErr, ffi::PAM_CONV_ERR),
+    (PamCode::Ignore, ffi::PAM_IGNORE),
+    (PamCode::Abort, ffi::PAM_ABORT),
 ];
-
 impl PamCode {
     pub fn from_int(value: c_int) -> PamCode {
         TABLE
@@ -51,7 +53,7 @@ impl PamCode {
             known => TABLE
                 .iter()
                 .find(|(code, _)| *code == known)
-                .map_or(4, |(_, v)| *v),
+                .map_or(ffi::PAM_SYSTEM_ERR, |(_, v)| *v),
         }
     }
 }
