@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use serde_json::json;
+use serde::Serialize;
 
 use super::account::{all_groups, lookup_with, open_store, policy_names};
 use super::stacks;
@@ -328,48 +328,50 @@ fn explain(args: &ExplainArgs) -> Result<(), CliError> {
         .map(|s| s.locked_until);
 
     if args.json {
-        let value = json!({
-            "user": user.as_str(),
-            "uid": account.uid,
-            "gids": account.gids,
-            "groups": account
-                .groups
-                .iter()
-                .map(|g| json!({ "name": g.name, "gid": g.id }))
-                .collect::<Vec<_>>(),
-            "unknown_groups": unknown_groups,
-            "via": via_json(&decision.by),
-            "service": args.service,
-            "rhost": args.rhost,
-            "mode": decision.mode.name(),
-            "rule": decision.by.rule_name(),
-            "rule_line": rule_line,
-            "why": decision.by.to_string(),
-            "root": matches!(decision.by, DecidedBy::Root { .. }),
-            "enrolled": record.is_some(),
-            "kind": record.as_ref().map(|r| r.kind.name()),
-            "algorithm": record.as_ref().map(|r| r.algorithm.name()),
-            "enroll_by": decision.enroll_by.map(|d| d.to_string()),
-            "in_grace": decision.in_grace(today),
-            "window": match (decision.limits.window, &record) {
+        let groups = account.groups.iter().map(|g| GroupJson {
+            name: &g.name,
+            gid: g.id,
+        });
+        let value = ExplainJson {
+            user: user.as_str(),
+            uid: account.uid,
+            gids: &account.gids,
+            groups: groups.collect(),
+            unknown_groups,
+            via: via_json(&decision.by),
+            service: &args.service,
+            rhost: &args.rhost,
+            mode: decision.mode.name(),
+            rule: decision.by.rule_name(),
+            rule_line,
+            why: decision.by.to_string(),
+            root: matches!(decision.by, DecidedBy::Root { .. }),
+            enrolled: record.is_some(),
+            kind: record.as_ref().map(|r| r.kind.name()),
+            algorithm: record.as_ref().map(|r| r.algorithm.name()),
+            enroll_by: decision.enroll_by.map(|d| d.to_string()),
+            in_grace: decision.in_grace(today),
+            window: match (decision.limits.window, &record) {
                 (_, Some(r)) => Some(decision.limits.window.steps(r.window)),
                 (Window::Steps(n), None) => Some(n),
                 (_, None) => None,
             },
-            "max_failures": decision.limits.max_failures,
-            "lockout_seconds": decision.limits.lockout_seconds,
-            "locked_until": locked_until,
-            "outcome": match plan {
+            max_failures: decision.limits.max_failures,
+            lockout_seconds: decision.limits.lockout_seconds,
+            locked_until,
+            outcome: match plan {
                 Plan::AskCode => "prompt",
                 Plan::Pass(_) => "ignore",
                 Plan::Refuse(_) => "deny",
                 Plan::SelfEnroll => "enroll",
             },
-            "self_enroll": decision.may_self_enroll(today),
-            "remember_seconds": decision.remember_seconds,
-            "reason": plan.describe(),
-        });
-        println!("{value:#}");
+            self_enroll: decision.may_self_enroll(today),
+            remember_seconds: decision.remember_seconds,
+            reason: plan.describe(),
+        };
+        let text = serde_json::to_string_pretty(&value)
+            .map_err(|e| CliError::new(format!("cannot write JSON: {e}")))?;
+        println!("{text}");
         return Ok(());
     }
 
@@ -429,19 +431,73 @@ fn explain(args: &ExplainArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// What `policy explain --json` prints.
+#[derive(Serialize)]
+struct ExplainJson<'a> {
+    user: &'a str,
+    uid: u32,
+    gids: &'a [u32],
+    groups: Vec<GroupJson<'a>>,
+    unknown_groups: Vec<&'a str>,
+    via: Option<ViaJson<'a>>,
+    service: &'a str,
+    rhost: &'a str,
+    mode: &'static str,
+    rule: &'a str,
+    rule_line: Option<usize>,
+    why: String,
+    root: bool,
+    enrolled: bool,
+    kind: Option<&'static str>,
+    algorithm: Option<&'static str>,
+    enroll_by: Option<String>,
+    in_grace: bool,
+    window: Option<u32>,
+    max_failures: u32,
+    lockout_seconds: u64,
+    locked_until: Option<u64>,
+    outcome: &'static str,
+    self_enroll: bool,
+    remember_seconds: Option<u64>,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct GroupJson<'a> {
+    name: &'a str,
+    gid: u32,
+}
+
+/// How the deciding rule named the account: `{"kind": "group", "group": ..., "gid": ...}`.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum ViaJson<'a> {
+    User,
+    SameUid { user: &'a str, uid: u32 },
+    Group { group: &'a str, gid: u32 },
+    Uid { uid: u32 },
+    Anyone,
+}
+
 /// How the deciding rule named the account, for `explain --json` (null for root and the
 /// default).
-fn via_json(by: &DecidedBy) -> serde_json::Value {
+fn via_json(by: &DecidedBy) -> Option<ViaJson<'_>> {
     let DecidedBy::Rule { matched, .. } = by else {
-        return serde_json::Value::Null;
+        return None;
     };
-    match &matched.via {
-        Via::User => json!({ "kind": "user" }),
-        Via::SameUid(user) => json!({ "kind": "same_uid", "user": user.name, "uid": user.id }),
-        Via::Group(group) => json!({ "kind": "group", "group": group.name, "gid": group.id }),
-        Via::Uid(uid) => json!({ "kind": "uid", "uid": uid }),
-        Via::Anyone => json!({ "kind": "anyone" }),
-    }
+    Some(match &matched.via {
+        Via::User => ViaJson::User,
+        Via::SameUid(user) => ViaJson::SameUid {
+            user: &user.name,
+            uid: user.id,
+        },
+        Via::Group(group) => ViaJson::Group {
+            group: &group.name,
+            gid: group.id,
+        },
+        Via::Uid(uid) => ViaJson::Uid { uid: *uid },
+        Via::Anyone => ViaJson::Anyone,
+    })
 }
 
 fn rule_line(policy: &Policy, by: &DecidedBy) -> Option<usize> {

@@ -6,7 +6,7 @@
 use std::io::IsTerminal;
 
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
 use super::account::{all_accounts, lookup_with, open_store, policy_names};
 use super::{CliError, ConfigArg};
@@ -56,6 +56,65 @@ struct Row {
     failures: Option<(u32, u32)>,
     /// The same for codes typed with the password (`combined`).
     combined_failures: Option<(u32, u32)>,
+}
+
+/// One account in `status --json`.
+#[derive(Serialize)]
+struct RowJson<'a> {
+    user: &'a str,
+    mode: Option<&'a str>,
+    rule: Option<&'a str>,
+    enrolled: bool,
+    kind: Option<&'a str>,
+    locked_until: Option<u64>,
+    combined_locked_until: Option<u64>,
+    recovery_codes_left: Option<usize>,
+    last_login: Option<u64>,
+    serial: Option<&'a str>,
+    manufacturer: Option<&'a str>,
+    problem: Option<&'a str>,
+    clock_offset_seconds: Option<i64>,
+    failures: Option<u32>,
+    max_failures: Option<u32>,
+    combined_failures: Option<u32>,
+}
+
+impl<'a> From<&'a Row> for RowJson<'a> {
+    fn from(r: &'a Row) -> RowJson<'a> {
+        RowJson {
+            user: &r.user,
+            mode: r.mode.as_deref(),
+            rule: r.rule.as_deref(),
+            enrolled: r.enrolled.is_some(),
+            kind: r.enrolled.as_deref(),
+            locked_until: r.locked_until,
+            combined_locked_until: r.combined_locked_until,
+            recovery_codes_left: r.recovery_left,
+            last_login: r.last_login,
+            serial: r.serial.as_deref(),
+            manufacturer: r.manufacturer.as_deref(),
+            problem: r.problem.as_deref(),
+            clock_offset_seconds: r.clock_offset,
+            failures: r.failures.map(|(n, _)| n),
+            max_failures: r.failures.map(|(_, max)| max),
+            combined_failures: r.combined_failures.map(|(n, _)| n),
+        }
+    }
+}
+
+/// One account in `status --missing --json`.
+#[derive(Serialize)]
+struct MissingJson<'a> {
+    user: &'a str,
+    why: &'a str,
+}
+
+/// `value` as indented JSON on standard output.
+fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::new(format!("cannot write JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
 }
 
 pub fn run(args: &StatusArgs) -> Result<(), CliError> {
@@ -165,30 +224,8 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
     }
 
     if args.json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "user": r.user,
-                    "mode": r.mode,
-                    "rule": r.rule,
-                    "enrolled": r.enrolled.is_some(),
-                    "kind": r.enrolled,
-                    "locked_until": r.locked_until,
-                    "combined_locked_until": r.combined_locked_until,
-                    "recovery_codes_left": r.recovery_left,
-                    "last_login": r.last_login,
-                    "serial": r.serial,
-                    "manufacturer": r.manufacturer,
-                    "problem": r.problem,
-                    "clock_offset_seconds": r.clock_offset,
-                    "failures": r.failures.map(|(n, _)| n),
-                    "max_failures": r.failures.map(|(_, max)| max),
-                    "combined_failures": r.combined_failures.map(|(n, _)| n),
-                })
-            })
-            .collect();
-        println!("{:#}", serde_json::Value::Array(list));
+        let list: Vec<RowJson> = rows.iter().map(RowJson::from).collect();
+        print_json(&list)?;
         return problems(&rows);
     }
 
@@ -326,11 +363,11 @@ fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), Cli
         found.push((name, why));
     }
     if json {
-        let list: Vec<_> = found
+        let list: Vec<MissingJson> = found
             .iter()
-            .map(|(user, why)| json!({ "user": user, "why": why }))
+            .map(|(user, why)| MissingJson { user, why })
             .collect();
-        println!("{:#}", serde_json::Value::Array(list));
+        print_json(&list)?;
     } else {
         if found.is_empty() {
             println!("every account that may need a code has a secret");
