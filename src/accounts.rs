@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::fmt;
 
@@ -58,15 +59,19 @@ impl Names {
         users: impl IntoIterator<Item = &'a str>,
     ) -> Result<Names, AccountError> {
         let mut names = Names::default();
+        // Names seen so far: a repeat costs a lookup in a set, not a scan of the list, so
+        // that a policy naming thousands of groups resolves in n log n at every login.
+        let mut seen = BTreeSet::new();
         for group in groups {
-            if names.groups.iter().any(|(n, _)| n == group) {
+            if !seen.insert(group) {
                 continue;
             }
             let gid = group_id(group).map_err(|e| AccountError::GroupName(group.to_owned(), e))?;
             names.groups.push((group.to_owned(), gid));
         }
+        let mut seen = BTreeSet::new();
         for user in users {
-            if names.users.iter().any(|(n, _)| n == user) {
+            if !seen.insert(user) {
                 continue;
             }
             let uid = user_id(user).map_err(|e| AccountError::UserName(user.to_owned(), e))?;

@@ -159,6 +159,8 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
         warnings += 1;
     }
     let privileged = lint::privileged_groups(&policy);
+    let privileged_set: std::collections::BTreeSet<&str> =
+        privileged.iter().map(String::as_str).collect();
     // Unresolvable names are reported above; here they only reach nobody.
     let privileged_names =
         Names::resolve(privileged.iter().map(String::as_str), []).unwrap_or_default();
@@ -166,7 +168,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
         let mut reached: Vec<String> = rule
             .groups
             .iter()
-            .filter(|g| privileged.contains(g))
+            .filter(|g| privileged_set.contains(g.as_str()))
             .map(|g| format!("group {g:?}"))
             .collect();
         for user in &rule.users {
