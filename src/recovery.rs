@@ -12,6 +12,9 @@ use zeroize::Zeroizing;
 
 /// Codes made at enrollment and by `pam-mfa recovery`.
 pub const COUNT: usize = 10;
+/// Characters of one stored hash: `$argon2id$v=19$m=19456,t=2,p=1$`, a 16-byte salt and a
+/// 32-byte hash in unpadded base64.
+pub const HASH_LEN: usize = 97;
 /// Characters in a code (base32, 5 bits each), shown as two groups of five.
 const CHARS: usize = 10;
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -135,6 +138,7 @@ mod tests {
     #[test]
     fn codes_look_nothing_like_totp_and_verify_once_each() {
         let (codes, hashes) = generate().unwrap();
+        assert!(hashes.iter().all(|h| h.len() == HASH_LEN), "{hashes:?}");
         assert_eq!(codes.len(), COUNT);
         for code in &codes {
             let text = code.as_str();

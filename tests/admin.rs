@@ -464,6 +464,65 @@ fn google_authenticator_used_step_in_the_future_is_refused_and_nothing_written()
     expect_not_enrolled(&sb, "alice");
 }
 
+/// An HOTP counter after which no code could ever pass, and more scratch codes than a
+/// recovery file holds (the module would refuse that file, after seconds of Argon2), are
+/// refused before anything is hashed or written, in one line naming the file and the line.
+#[test]
+fn google_authenticator_counter_and_scratch_codes_out_of_bounds_are_refused() {
+    let sb = office(5);
+    let source = sb.path("alice.google_authenticator");
+    let scratch: String = (0..700)
+        .map(|i| format!("{:08}\n", 10_000_000 + i))
+        .collect();
+    let cases = [
+        format!("{SECRET}\n\" HOTP_COUNTER 18446744073709551615\n"),
+        format!("{SECRET}\n\" TOTP_AUTH\n{scratch}"),
+    ];
+    let store_before = store_names(&sb);
+    for text in &cases {
+        let _ = fs::remove_file(&source);
+        common::write_file(&source, text, 0o400);
+        let run = pam_mfa(
+            &sb,
+            &["import", "google-authenticator", "--user", "alice"],
+            &[self::text(&source)],
+        )
+        .run();
+
+        expect_error(&run);
+        let at = format!("{}: line ", source.display());
+        let (_, after) = run.stderr.split_once(&at).expect("file and line named");
+        let line: usize = after.split(':').next().unwrap().parse().unwrap();
+        if text.contains("HOTP_COUNTER") {
+            assert_eq!(line, 2, "{run:?}");
+            assert!(run.stderr.contains("18446744073709551615"), "{run:?}");
+        } else {
+            // The first scratch code past the bound, on the line after the bound's last.
+            let (_, bound) = run.stderr.split_once("more than ").expect("the bound");
+            let bound: usize = bound.split(' ').next().unwrap().parse().unwrap();
+            assert!((10..700).contains(&bound), "{run:?}");
+            assert_eq!(line, bound + 3, "{run:?}");
+        }
+        assert_eq!(store_names(&sb), store_before, "something was written");
+        expect_not_enrolled(&sb, "alice");
+    }
+
+    // The last counter that leaves a code to accept is imported.
+    fs::remove_file(&source).unwrap();
+    common::write_file(
+        &source,
+        &format!("{SECRET}\n\" HOTP_COUNTER 18446744073709551614\n"),
+        0o400,
+    );
+    let run = pam_mfa(
+        &sb,
+        &["import", "google-authenticator", "--user", "alice"],
+        &[self::text(&source)],
+    )
+    .run();
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
+
 #[test]
 fn google_authenticator_symlink_source_is_refused_and_nothing_written() {
     let sb = office(5);

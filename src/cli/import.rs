@@ -21,17 +21,21 @@ use super::recovery::print_codes;
 use super::{CliError, ConfigArg};
 use crate::clock::{Clock, SystemClock};
 use crate::otp::totp::time_step;
+use crate::otp::verify::LAST_USABLE_COUNTER;
 use crate::otpauth;
 use crate::policy;
 use crate::recovery;
 use crate::secret::SecretKey;
 use crate::store::record::{MAX_HOTP_WINDOW, MAX_TOTP_WINDOW};
-use crate::store::{Kind, Record, State, Store};
+use crate::store::{Kind, Record, State, Store, MAX_RECOVERY_CODES};
 use crate::username::UserName;
 
 #[derive(Subcommand, Debug)]
 pub enum ImportCommand {
     /// Import google-authenticator-libpam secret files (~/.google_authenticator).
+    ///
+    /// Scratch codes become recovery codes, at most 668 (as many as a recovery file holds);
+    /// an HOTP_COUNTER above 18446744073709551614 (after which no code could pass) is refused.
     GoogleAuthenticator(GoogleArgs),
     /// Import an existing device from its otpauth:// URI, read from standard input.
     Uri(UriArgs),
@@ -404,7 +408,15 @@ fn parse_google(contents: &[u8]) -> Result<GoogleFile, String> {
             match words.next() {
                 Some("TOTP_AUTH") => totp = true,
                 Some("HOTP_COUNTER") => {
-                    hotp_counter = Some(parse_u64(values.first().ok_or(format!("line {number}: no counter"))?)?)
+                    let counter = parse_u64(values.first().ok_or(format!("line {number}: no counter"))?)?;
+                    // After the last usable counter no code could ever be accepted.
+                    if counter > LAST_USABLE_COUNTER {
+                        return Err(format!(
+                            "line {number}: HOTP_COUNTER {counter} is not a number from 0 to \
+                             {LAST_USABLE_COUNTER}: no code after it could ever be accepted"
+                        ));
+                    }
+                    hotp_counter = Some(counter);
                 }
                 Some("STEP_SIZE") => {
                     let step = parse_u64(values.first().ok_or(format!("line {number}: no step size"))?)?;
@@ -433,6 +445,12 @@ fn parse_google(contents: &[u8]) -> Result<GoogleFile, String> {
         } else if line.len() == 8 && line.bytes().all(|b| b.is_ascii_digit()) {
             let normalized = recovery::normalize(line.as_bytes())
                 .ok_or(format!("line {number}: bad scratch code"))?;
+            if scratch.len() == MAX_RECOVERY_CODES {
+                return Err(format!(
+                    "line {number}: more than {MAX_RECOVERY_CODES} scratch codes; \
+                     a recovery file holds at most {MAX_RECOVERY_CODES}"
+                ));
+            }
             scratch.push(normalized);
         } else {
             return Err(format!("line {number}: not an option or a scratch code"));

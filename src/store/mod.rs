@@ -16,8 +16,15 @@ pub use error::StoreError;
 pub use record::{Kind, Record};
 pub use state::{FailureCount, State, StateFile};
 
+use crate::recovery::HASH_LEN;
 use crate::username::UserName;
-use fs::Dir;
+use fs::{Dir, MAX_FILE_BYTES};
+
+/// The first line of a recovery file.
+const RECOVERY_HEADER: &str = "# pam-mfa recovery codes: Argon2id hashes, one per unused code\n";
+/// The most recovery codes an account can hold: as many hashes as fit in a recovery file
+/// the store reads back (64 KiB). Imports refuse more before hashing any.
+pub const MAX_RECOVERY_CODES: usize = (MAX_FILE_BYTES - RECOVERY_HEADER.len()) / (HASH_LEN + 1);
 
 /// An opened, checked store directory. Every file in it is opened relative to this
 /// handle, so a store path swapped for a symlink after the check changes nothing.
@@ -202,8 +209,7 @@ impl Store {
         user: &UserName,
         hashes: &[String],
     ) -> Result<(), StoreError> {
-        let mut text =
-            String::from("# pam-mfa recovery codes: Argon2id hashes, one per unused code\n");
+        let mut text = String::from(RECOVERY_HEADER);
         for hash in hashes {
             text.push_str(hash);
             text.push('\n');
@@ -248,4 +254,37 @@ fn state_name(user: &UserName) -> String {
 
 fn recovery_name(user: &UserName) -> String {
     format!("{user}.recovery")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound imports check is the one the store reads back: as many hashes as that
+    /// fit, and not one more.
+    #[test]
+    fn max_recovery_codes_is_what_a_recovery_file_holds() {
+        let (_temp, dir) = fs::temp_store();
+        let store = Store { dir };
+        let user = UserName::parse("alice").unwrap();
+        assert_eq!(
+            MAX_RECOVERY_CODES, 668,
+            "README.md and `pam-mfa import google-authenticator --help` name this bound"
+        );
+        let hash = format!("$argon2id${}", "x".repeat(HASH_LEN - 10));
+        assert_eq!(hash.len(), HASH_LEN);
+        let hashes = vec![hash; MAX_RECOVERY_CODES + 1];
+        store
+            .write_recovery_hashes(&user, &hashes[..MAX_RECOVERY_CODES])
+            .unwrap();
+        assert_eq!(
+            store.recovery_hashes(&user).unwrap().len(),
+            MAX_RECOVERY_CODES
+        );
+        store.write_recovery_hashes(&user, &hashes).unwrap();
+        assert!(matches!(
+            store.recovery_hashes(&user),
+            Err(StoreError::TooLarge { .. })
+        ));
+    }
 }
