@@ -6,6 +6,7 @@
 use std::fmt;
 
 use data_encoding::{DecodeKind, BASE32_NOPAD};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::otp::Algorithm;
@@ -122,6 +123,11 @@ impl SecretKey {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// Whether both are the same key, compared in constant time (for keys of one length).
+    pub fn same_as(&self, other: &SecretKey) -> bool {
+        bool::from(self.0.as_slice().ct_eq(other.0.as_slice()))
     }
 }
 

@@ -699,6 +699,50 @@ fn import_uri_carries_over_an_hotp_device_with_its_counter() {
         .expect(Pam::AuthErr);
 }
 
+/// Importing the same HOTP token again with `--force` (from its URI or its
+/// google-authenticator file) keeps the highest counter, as TOTP keeps the highest step: codes
+/// used before the re-import stay refused. A new secret starts a new ledger at its own counter.
+#[test]
+fn reimporting_the_same_hotp_token_keeps_its_counter() {
+    let sb = office(5);
+    let uri = |secret: &str| {
+        format!("otpauth://hotp/Example:bob?secret={secret}&issuer=Example&counter=0\n")
+    };
+    let import_uri = |secret: &str, force: bool| {
+        let mut args = vec!["import", "uri", "--user", "bob"];
+        if force {
+            args.push("--force");
+        }
+        let run = sb.pam_mfa(&args).stdin(&uri(secret)).run();
+        assert_eq!(run.code, Some(0), "{run:?}");
+    };
+    let login = |secret: &str, counter: u64| sb.login("bob").answer(&hotp(secret, counter)).run();
+
+    import_uri(SECRET, false);
+    login(SECRET, 0).expect(Pam::Success);
+    login(SECRET, 1).expect(Pam::Success);
+
+    import_uri(SECRET, true);
+    login(SECRET, 0).expect(Pam::AuthErr);
+    login(SECRET, 1).expect(Pam::AuthErr);
+    login(SECRET, 2).expect(Pam::Success);
+
+    let source = sb.path("bob.google_authenticator");
+    common::write_file(&source, &format!("{SECRET}\n\" HOTP_COUNTER 1\n"), 0o400);
+    let run = pam_mfa(
+        &sb,
+        &["import", "google-authenticator", "--force", "--user", "bob"],
+        &[text(&source)],
+    )
+    .run();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    login(SECRET, 2).expect(Pam::AuthErr);
+    login(SECRET, 3).expect(Pam::Success);
+
+    import_uri(OTHER_SECRET, true);
+    login(OTHER_SECRET, 0).expect(Pam::Success);
+}
+
 // --- status ----------------------------------------------------------------------------------
 
 #[test]

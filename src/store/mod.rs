@@ -139,7 +139,7 @@ impl Store {
 
     /// Saves a new enrollment under the account's state lock: the record (replacing an
     /// existing one only if `replace`), a fresh `state` (a TOTP step never goes back,
-    /// even across a new secret) and the recovery-code hashes.
+    /// even across a new secret; an HOTP counter never goes back for the same secret) and the recovery-code hashes.
     ///
     /// A replacement first empties the old recovery codes, so that a crash at any point
     /// leaves either the old secret or the new one, and never the new secret with the old
@@ -165,12 +165,27 @@ impl Store {
         if record.kind == Kind::Totp {
             state.last_step = state.last_step.max(old.last_step);
         }
+        // The same HOTP token again (a re-import with --force) must not wind its counter
+        // back, or codes used before would work again; a new secret starts a new ledger.
+        if record.kind == Kind::Hotp && self.has_secret(user, record)? {
+            state.next_counter = state.next_counter.max(old.next_counter);
+        }
         if replace && self.is_enrolled(user)? {
             self.write_recovery_hashes(user, &[])?;
         }
         self.write_record(user, record, replace)?;
         state_file.write(&state)?;
         self.write_recovery_hashes(user, recovery_hashes)
+    }
+
+    /// Whether the account's record holds `record`'s secret. A record that does not parse
+    /// is being replaced, and holds no secret to keep a ledger for.
+    fn has_secret(&self, user: &UserName, record: &Record) -> Result<bool, StoreError> {
+        match self.record(user) {
+            Ok(Some(old)) => Ok(old.secret.same_as(&record.secret)),
+            Ok(None) | Err(StoreError::Record { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The stored recovery-code hashes; empty when the account has none.
