@@ -704,6 +704,7 @@ if [ "$namespace_ok" -eq 1 ]; then
     awk -F: -v OFS=: -v hash="$casual_hash" '$1 == "root" { $2 = hash } { print }' \
         /etc/shadow >"$work/shadow"
     pam_service su su-pam "$work/pam-su"
+    pam_service su install-pam "$work/pam-su-install"
     pam_service login login-pam "$work/pam-login"
 fi
 
@@ -717,6 +718,24 @@ if [ "$namespace_ok" -eq 1 ]; then
     wrong_code root
     attempt "su: to root with root's password and a wrong code is refused" \
         refused root root deny -- "password=${password[$casual]}" "code=$code" -- "${cmd[@]}"
+    # A wrong password ends each documented stack before the code is asked (requisite), so
+    # whoever does not know root's password cannot count wrong codes against root's second
+    # factor: more wrong passwords than max_failures (5), then root still gets in.
+    for stack in su-pam install-pam; do
+        file="$work/pam-su"
+        if [ "$stack" = install-pam ]; then
+            file="$work/pam-su-install"
+        fi
+        mapfile -t cmd < <(in_namespace su "$file" runuser -u "$casual" -- \
+            su -c 'echo pmfa-e2e-ok:$(id -un)' root)
+        for try in 1 2 3; do
+            attempt "su (stack:$stack): wrong password $try to root, refused before any code is asked" \
+                refused root root - -- "password=not-${password[$casual]}" -- "${cmd[@]}"
+        done
+    done
+    next_code root
+    attempt "su (stack:install-pam): after six wrong passwords root gets in, not locked" \
+        in root root success -- "password=${password[$casual]}" "code=$code" -- "${cmd[@]}"
 else
     skip "su" "no private mount namespace here (unshare --mount failed)"
 fi
