@@ -9,8 +9,9 @@
 # small syslog listener), zbar-tools and librsvg2-bin (the tests read back QR codes with
 # zbarimg, SVG ones after rsvg-convert),
 # libpam-google-authenticator (the import tests use files its command writes), fish (the
-# completion tests run the generated completions in bash and fish) and man-db (the man page
-# tests render the generated pages with `man --warnings -l`).
+# completion tests run the generated completions in bash and fish), man-db (the man page
+# tests render the generated pages with `man --warnings -l`) and valgrind
+# (tests/conversation.rs runs the module's conversation paths under memcheck).
 #
 # Outside CI, apt is skipped when every package is already installed; with CI=true it
 # always runs `apt-get update` and `apt-get install`, so a fresh machine is set up the same
@@ -34,6 +35,7 @@ packages=(
     libpam-google-authenticator
     fish
     man-db
+    valgrind
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

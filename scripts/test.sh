@@ -26,6 +26,8 @@ cargo build --locked
 section "Release build (cargo build --release --locked)"
 cargo build --release --locked
 
+# tests/conversation.rs runs the module's conversation paths under valgrind's memcheck
+# (installed by deps.sh), with an application that swaps its PAM_CONV mid-call.
 section "Tests (cargo test --release --locked)"
 cargo test --release --locked
 

@@ -2,7 +2,7 @@
 //! zeroizing memory, and the application's buffer is wiped before it is freed.
 
 use std::ffi::CStr;
-use std::os::raw::c_int;
+use std::os::raw::{c_int, c_void};
 use std::ptr;
 
 use zeroize::{Zeroize, Zeroizing};
@@ -11,23 +11,19 @@ use super::ffi;
 use super::handle::PamHandle;
 use crate::authenticate::{Conversation, ConversationError};
 
-/// The conversation of a handle, borrowed for one entry-point call.
+/// The conversation of a handle, for one entry-point call. It keeps the handle, not the
+/// application's `pam_conv`: an application may set a new PAM_CONV from inside its own
+/// conversation function, and libpam then frees the struct it held, so the item is fetched
+/// afresh for every message.
 pub struct PamConversation<'a> {
-    conv: &'a ffi::PamConv,
     handle: &'a PamHandle,
 }
 
 impl<'a> PamConversation<'a> {
-    /// The handle's PAM_CONV item; None when the application set none.
+    /// The conversation of the handle; None when the application set no PAM_CONV item or
+    /// one without a function.
     pub fn of(handle: &'a PamHandle) -> Option<PamConversation<'a>> {
-        let item = handle.item(ffi::PAM_CONV)?;
-        // SAFETY: PAM_CONV items are `struct pam_conv *`, set by the application at
-        // pam_start and valid until pam_end, which cannot happen during this call; `item`
-        // is non-null (handle.item checks).
-        let conv = unsafe { &*item.cast::<ffi::PamConv>() };
-        conv.conv
-            .is_some()
-            .then_some(PamConversation { conv, handle })
+        current(handle).map(|_| PamConversation { handle })
     }
 
     fn converse(
@@ -35,7 +31,9 @@ impl<'a> PamConversation<'a> {
         style: c_int,
         text: &str,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
-        let Some(function) = self.conv.conv else {
+        let Some((function, appdata)) = current(self.handle)
+            .and_then(|(conv, appdata)| conv.conv.map(|function| (function, appdata)))
+        else {
             return Err(ConversationError);
         };
         // The text may hold a secret (enrollment at login shows the key), so its C copy
@@ -53,16 +51,11 @@ impl<'a> PamConversation<'a> {
         let mut messages = [&message as *const ffi::PamMessage];
         let mut response: *mut ffi::PamResponse = ptr::null_mut();
         // SAFETY: we pass one valid message (alive until the call returns), an out-pointer
-        // for the response array, and the application's own appdata pointer, exactly as
-        // the conversation contract (pam_conv(3)) requires.
-        let rc = unsafe {
-            function(
-                1,
-                messages.as_mut_ptr(),
-                &mut response,
-                self.conv.appdata_ptr,
-            )
-        };
+        // for the response array, and the appdata pointer that the application stored with
+        // this function, exactly as the conversation contract (pam_conv(3)) requires. Both
+        // were copied out of the PAM_CONV item just now; nothing here reads the item again
+        // after the call, which may replace (and free) it.
+        let rc = unsafe { function(1, messages.as_mut_ptr(), &mut response, appdata) };
         // SAFETY: `response` is either null or, per pam_conv(3), a malloc'd array of one
         // pam_response whose resp is null or a malloc'd NUL-terminated string; we take
         // ownership of both and free them exactly once.
@@ -104,6 +97,21 @@ impl Conversation for PamConversation<'_> {
             .set_authtok(value)
             .map_err(|_| ConversationError)
     }
+}
+
+/// The conversation function and its appdata pointer, copied out of the handle's PAM_CONV
+/// item as it is now; None when the item is unset or has no function.
+fn current(handle: &PamHandle) -> Option<(ffi::PamConv, *mut c_void)> {
+    let item = handle.item(ffi::PAM_CONV)?;
+    // SAFETY: libpam's pam_get_item(PAM_CONV) returns its own copy of the application's
+    // `struct pam_conv` (pam_set_item copies it into a malloc'd struct). That copy stays
+    // valid until the next pam_set_item(PAM_CONV), which frees it, or pam_end; neither can
+    // run between this call and the read below, which copies both fields out at once, so
+    // no reference to the struct outlives this function. `item` is non-null (handle.item
+    // checks) and points to a properly aligned pam_conv.
+    let conv = unsafe { item.cast::<ffi::PamConv>().read() };
+    let appdata = conv.appdata_ptr;
+    conv.conv.is_some().then_some((conv, appdata))
 }
 
 /// Copies the answer out of a conversation response, wipes it and frees it.

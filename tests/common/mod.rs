@@ -264,6 +264,7 @@ impl Sandbox {
             answers: Vec::new(),
             options: Vec::new(),
             env: Vec::new(),
+            runner: Vec::new(),
         }
     }
 
@@ -379,6 +380,8 @@ pub struct Login<'a> {
     answers: Vec<String>,
     options: Vec<String>,
     env: Vec<(String, String)>,
+    /// A program (and its arguments) that runs pamdrive, such as valgrind.
+    runner: Vec<String>,
 }
 
 impl Login<'_> {
@@ -418,14 +421,38 @@ impl Login<'_> {
         self
     }
 
+    /// The application sets a new PAM_CONV from inside each conversation call (pamdrive
+    /// --swap-conv), and libpam frees the one it held.
+    pub fn swap_conv(mut self) -> Self {
+        self.options.push("--swap-conv".into());
+        self
+    }
+
     fn option(mut self, name: &str, value: &str) -> Self {
         self.options.push(name.into());
         self.options.push(value.into());
         self
     }
 
+    /// Runs pamdrive under `program args...` (valgrind), which must exit 0 for the run to
+    /// count as finished.
+    pub fn run_under(mut self, program: &str, args: &[&str]) -> Self {
+        self.runner = std::iter::once(program)
+            .chain(args.iter().copied())
+            .map(str::to_owned)
+            .collect();
+        self
+    }
+
     pub fn run(self) -> Transaction {
-        let mut command = Command::new(pamdrive());
+        let mut command = match self.runner.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(pamdrive());
+                command
+            }
+            None => Command::new(pamdrive()),
+        };
         command
             .arg("--confdir")
             .arg(self.sandbox.service_dir())

@@ -2,7 +2,7 @@
  * pamdrive: a small PAM application for the integration tests.
  *
  * Usage: pamdrive [--confdir DIR] [--rhost H] [--ruser U] [--tty T] [--repeat N]
- *                 [--setcred] [--silent] [--answer-cmd CMD] SERVICE USER [ANSWER...]
+ *                 [--setcred] [--silent] [--answer-cmd CMD] [--swap-conv] SERVICE USER [ANSWER...]
  *
  * Runs pam_start / pam_authenticate / pam_end (N times with --repeat, the
  * same answers each round) and reports, one line each on stdout:
@@ -25,6 +25,11 @@
  * prompt, and the first line it prints is the answer. If CMD prints nothing or exits with a
  * non-zero status, the conversation returns PAM_CONV_ERR. (For enrollment at login: CMD
  * reads the secret from the otpauth URI in LAST_INFO and prints oathtool's code.)
+ *
+ * --swap-conv makes the conversation function set a new PAM_CONV (same function, same
+ * appdata, in a new struct) before it returns, as libpam allows: libpam then frees the
+ * struct the module got from pam_get_item(PAM_CONV). A module that kept it reads freed
+ * memory at its next message, which valgrind or ASan reports.
  *
  * --confdir DIR reads the service files from DIR through libpam's own pam_start_confdir
  * (Linux-PAM 1.4+) instead of pam_start. pam_wrapper does the same, but first copies the
@@ -53,7 +58,26 @@ struct answers {
 	const char *cmd;
 	/* the text of the last PAM_TEXT_INFO message of this round, or NULL */
 	char *last_info;
+	/* --swap-conv: the handle whose PAM_CONV each call replaces, else NULL */
+	pam_handle_t *swap_in;
 };
+
+static int conversation(int num_msg, const struct pam_message **msg,
+			struct pam_response **resp, void *appdata_ptr);
+
+/* Replaces the handle's PAM_CONV with an equal one in a new struct; libpam copies it and
+ * frees the one it held. Returns the conversation's result, or PAM_CONV_ERR. */
+static int swap_conversation(struct answers *answers, int rc)
+{
+	if (answers->swap_in == NULL)
+		return rc;
+	struct pam_conv fresh = { .conv = conversation, .appdata_ptr = answers };
+	if (pam_set_item(answers->swap_in, PAM_CONV, &fresh) != PAM_SUCCESS) {
+		fputs("pamdrive: pam_set_item(PAM_CONV) failed\n", stderr);
+		return PAM_CONV_ERR;
+	}
+	return rc;
+}
 
 static const char *const pam_names[] = {
 	"PAM_SUCCESS",
@@ -177,10 +201,9 @@ static void free_replies(struct pam_response *replies, int count)
 	free(replies);
 }
 
-static int conversation(int num_msg, const struct pam_message **msg,
-			struct pam_response **resp, void *appdata_ptr)
+static int answer_all(int num_msg, const struct pam_message **msg,
+		      struct pam_response **resp, struct answers *answers)
 {
-	struct answers *answers = appdata_ptr;
 
 	if (num_msg <= 0 || msg == NULL || resp == NULL)
 		return PAM_CONV_ERR;
@@ -229,6 +252,14 @@ static int conversation(int num_msg, const struct pam_message **msg,
 	return PAM_SUCCESS;
 }
 
+static int conversation(int num_msg, const struct pam_message **msg,
+			struct pam_response **resp, void *appdata_ptr)
+{
+	struct answers *answers = appdata_ptr;
+	int rc = answer_all(num_msg, msg, resp, answers);
+	return swap_conversation(answers, rc);
+}
+
 /* Tests have no use for the failure delay: a delay function that waits not at all, and
  * reports the delay the modules asked for (libpam scales it by 0.5 to 1.5). */
 static void no_fail_delay(int retval, unsigned usec_delay, void *appdata_ptr)
@@ -242,7 +273,7 @@ static void no_fail_delay(int retval, unsigned usec_delay, void *appdata_ptr)
 static void usage(void)
 {
 	fputs("usage: pamdrive [--confdir DIR] [--rhost H] [--ruser U] [--tty T] [--repeat N]"
-	      " [--setcred] [--silent] [--answer-cmd CMD] SERVICE USER [ANSWER...]\n",
+	      " [--setcred] [--silent] [--answer-cmd CMD] [--swap-conv] SERVICE USER [ANSWER...]\n",
 	      stderr);
 	exit(2);
 }
@@ -265,6 +296,7 @@ int main(int argc, char **argv)
 	long repeat = 1;
 	int setcred = 0;
 	int auth_flags = 0;
+	int swap_conv = 0;
 	int i = 1;
 
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
@@ -279,6 +311,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(opt, "--silent") == 0) {
 			auth_flags |= PAM_SILENT;
+			continue;
+		}
+		if (strcmp(opt, "--swap-conv") == 0) {
+			swap_conv = 1;
 			continue;
 		}
 		if (i + 1 >= argc)
@@ -314,6 +350,7 @@ int main(int argc, char **argv)
 		.next = 0,
 		.cmd = answer_cmd,
 		.last_info = NULL,
+		.swap_in = NULL,
 	};
 	struct pam_conv conv = { .conv = conversation, .appdata_ptr = &answers };
 
@@ -330,6 +367,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "pamdrive: pam_start: %d %s\n", rc, pam_name(rc));
 			return 3;
 		}
+		answers.swap_in = swap_conv ? pamh : NULL;
 		void (*delay_fn)(int, unsigned, void *) = no_fail_delay;
 		rc = set_item(pamh, PAM_FAIL_DELAY, (const void *)delay_fn, "PAM_FAIL_DELAY");
 		if (rc == PAM_SUCCESS && rhost != NULL)
