@@ -419,7 +419,7 @@ fn decide(
     trail: &mut Trail,
 ) -> Result<Outcome, Failure> {
     let policy = policy::load(&options.config).map_err(Failure::Policy)?;
-    let mut answers = Answers::new(conv, options.combined)?;
+    let mut answers = Answers::new(conv, options.combined, policy.fail_delay_ms)?;
     let conv = &mut answers;
 
     let Some(name) = request
@@ -503,8 +503,6 @@ fn decide(
     }
     let parked = state_file.park()?;
 
-    conv.conv
-        .request_delay(policy.fail_delay_ms.saturating_mul(1000));
     let answer = conv.code(record.digits)?;
 
     // Lock again, then read again: parallel logins see each other's writes, and a lock
@@ -861,18 +859,31 @@ pub fn grace_message(deadline: Date) -> String {
 
 /// Where the code comes from: its own prompt, or, with `combined`, the last digits of
 /// the password, whose rest goes on to the next module as PAM_AUTHTOK.
+///
+/// Every prompt asks libpam for the policy's failure delay first, whoever answers it
+/// (unknown, not enrolled, enrolling or enrolled): how long a failure takes must not tell
+/// who is enrolled.
 struct Answers<'c> {
     conv: &'c mut dyn Conversation,
     /// With `combined`: password and code as typed.
     combined: Option<Zeroizing<Vec<u8>>>,
+    /// The failure delay to request before a prompt, in microseconds.
+    delay: u32,
 }
 
 /// The prompt for password and code together when no earlier module asked.
 pub const COMBINED_PROMPT: &str = "Password and verification code: ";
 
 impl<'c> Answers<'c> {
-    fn new(conv: &'c mut dyn Conversation, combined: bool) -> Result<Answers<'c>, Failure> {
+    fn new(
+        conv: &'c mut dyn Conversation,
+        combined: bool,
+        fail_delay_ms: u32,
+    ) -> Result<Answers<'c>, Failure> {
+        let delay = fail_delay_ms.saturating_mul(1000);
         let combined = if combined {
+            // The one prompt of `combined` is everyone's, before the account is known.
+            conv.request_delay(delay);
             let typed = match conv.authtok().map_err(Failure::Conversation)? {
                 Some(authtok) => authtok,
                 None => conv
@@ -887,13 +898,18 @@ impl<'c> Answers<'c> {
         } else {
             None
         };
-        Ok(Answers { conv, combined })
+        Ok(Answers {
+            conv,
+            combined,
+            delay,
+        })
     }
 
     /// The code as answered; None for a NULL answer or a combined secret too short to
     /// hold a code. A conversation failure is a failure.
     fn code(&mut self, digits: Digits) -> Result<Option<Zeroizing<Vec<u8>>>, Failure> {
         let Some(typed) = &self.combined else {
+            self.conv.request_delay(self.delay);
             return self.conv.ask_hidden(PROMPT).map_err(Failure::Conversation);
         };
         let Some(split) = typed.len().checked_sub(usize::from(digits.get())) else {
