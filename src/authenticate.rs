@@ -238,6 +238,9 @@ pub enum Denial {
     EnrollmentSilenced,
     /// Another login enrolled the account while this one was enrolling it.
     EnrolledMeanwhile,
+    /// Enrollment at login through a `combined` stack: the code is read before any
+    /// password is checked, so the new secret would be shown to anyone.
+    EnrollmentCombined,
 }
 
 /// A failure of configuration or of the system.
@@ -327,6 +330,10 @@ impl Outcome {
             Outcome::Denied(Denial::NoCode) => "no code given".into(),
             Outcome::Denied(Denial::EnrollmentSilenced) => {
                 "enrollment at login needs messages, but PAM_SILENT is set".into()
+            }
+            Outcome::Denied(Denial::EnrollmentCombined) => {
+                "no enrollment at login through a combined stack (no password is checked before it)"
+                    .into()
             }
             Outcome::Denied(Denial::EnrolledMeanwhile) => {
                 "another login enrolled the account first; nothing overwritten".into()
@@ -479,8 +486,13 @@ fn decide(
             return Ok(Outcome::Ignore(pass));
         }
         Plan::Refuse(denial) => return prompt_then(conv, Outcome::Denied(denial)),
+        // With `combined` the module runs before any password is checked: showing a new
+        // secret there would show it to anyone who knows the account's name.
+        Plan::SelfEnroll if conv.combined.is_some() => {
+            return Ok(Outcome::Denied(Denial::EnrollmentCombined))
+        }
         Plan::SelfEnroll => {
-            return enroll_at_login(conv, &store, &name, request, session, clock.now())
+            return enroll_at_login(conv, &store, &name, request, &decision, session, clock)
         }
     };
 
@@ -684,16 +696,29 @@ fn remembered(decision: &Decision, state: &State, session: Option<u32>, now: u64
 /// conversation, and save it only once the user typed a valid first code from it. Two
 /// parallel first logins: the record is created without replacing, so one wins and
 /// the other fails without overwriting it.
+///
+/// A wrong first code counts towards the account's lockout like any wrong code (and waits
+/// the same failure delay), so enrollment cannot be used to guess codes at speed.
 fn enroll_at_login(
     answers: &mut Answers<'_>,
     store: &Store,
     name: &UserName,
     request: &Request,
+    decision: &Decision,
     session: Option<u32>,
-    now: u64,
+    clock: &dyn Clock,
 ) -> Result<Outcome, Failure> {
     if request.silent {
         return Ok(Outcome::Denied(Denial::EnrollmentSilenced));
+    }
+    let limits = &decision.limits;
+    // Read without creating: only a counted wrong code writes to the store.
+    if let Some(state) = store.peek_state(name)? {
+        if state.locked_at(clock.now()) {
+            return Ok(Outcome::Locked {
+                until: state.locked_until,
+            });
+        }
     }
     let secret =
         SecretKey::generate(Algorithm::Sha1).map_err(|e| Failure::System(e.to_string()))?;
@@ -723,6 +748,7 @@ fn enroll_at_login(
     else {
         return Ok(Outcome::Denied(Denial::NoCode));
     };
+    let now = clock.now();
     let verified = match verify_totp(
         record.secret.as_bytes(),
         &record.totp_params(),
@@ -731,7 +757,23 @@ fn enroll_at_login(
         None,
     ) {
         Ok(verified) => verified,
-        Err(rejection) => return Ok(Outcome::Denied(Denial::Rejected(rejection))),
+        Err(rejection) => {
+            // Counted durably, as a wrong code of an enrolled account is.
+            let mut state_file = store.lock_state(name)?;
+            let state = state_file.read()?;
+            let now = clock.now();
+            if state.locked_at(now) {
+                return Ok(Outcome::Locked {
+                    until: state.locked_until,
+                });
+            }
+            state_file.write(&state.after_failure(
+                limits.max_failures,
+                limits.lockout_seconds,
+                now,
+            ))?;
+            return Ok(Outcome::Denied(Denial::Rejected(rejection)));
+        }
     };
     let (codes, hashes) = recovery::generate().map_err(|e| Failure::System(e.to_string()))?;
     let state = State {

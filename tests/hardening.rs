@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::fs;
+
 use common::{sandbox, Pam, Sandbox, Totp, Transaction, SECRET};
 
 /// alice is enrolled, bob is required without a secret, carol may enroll at login; the
@@ -73,4 +75,84 @@ fn the_combined_prompt_requests_the_same_failure_delay_for_everyone() {
         run.expect(expected);
         assert_policy_delay(&run, user);
     }
+}
+
+// --- 2. enrollment at login: never through combined, wrong first codes counted -------------
+
+/// A stranger at a `combined` prompt has typed no checked password: carol, who may enroll at
+/// login, is refused without being shown any secret.
+#[test]
+fn a_combined_stack_never_shows_a_new_secret() {
+    let sb = slow_failures();
+    let run = sb
+        .login("carol")
+        .service("combined")
+        .answer("wrong-password123456")
+        .run();
+    run.expect(Pam::AuthErr);
+    assert!(run.infos().is_empty(), "no QR code, no URI: {run:?}");
+    assert!(!run.output.stdout.contains("otpauth://"), "{run:?}");
+    let line = sb.audit_line();
+    line.expect("carol", "required", "newcomers", "deny");
+    assert!(line.get("reason").contains("combined"), "{line:#?}");
+    assert!(!sb.record_path("carol").exists());
+}
+
+/// A user who scanned the URI shown and mistyped: a code valid for no step within two of now.
+const CLUMSY_PHONE: &str = r#"secret=$(printf '%s\n' "$LAST_INFO" | sed -n 's|^otpauth://totp/.*[?&]secret=\([A-Z2-7]*\).*$|\1|p' | tail -n 1)
+[ -n "$secret" ] || { echo "phone: no otpauth URI in: $LAST_INFO" >&2; exit 1; }
+near=$(oathtool --totp -b -w 4 -N 'now - 60 sec' "$secret")
+code=000000
+while printf '%s\n' "$near" | grep -qx "$code"; do
+    code=$(printf '%06d' $(( (10#$code + 111111) % 1000000 )))
+done
+echo "$code""#;
+
+/// Wrong first codes of an enrollment at login count like wrong codes: after max_failures
+/// the account is locked, and no new secret is shown until the lock ends.
+#[test]
+fn wrong_first_codes_of_an_enrollment_at_login_lock_the_account() {
+    let sb = sandbox().user("carol", 1002).policy(
+        "store_dir = \"{store}\"\ndefault_mode = \"required\"\nmax_failures = 3\n\
+         lockout_seconds = 600\n[[rule]]\nname = \"newcomers\"\nusers = [\"carol\"]\n\
+         mode = \"required\"\nself_enroll = true\n",
+    );
+    for attempt in 1..=3 {
+        let run = sb.login("carol").answer_cmd(CLUMSY_PHONE).run();
+        run.expect(Pam::AuthErr);
+        assert_eq!(
+            run.infos().len(),
+            1,
+            "attempt {attempt}: the QR code: {run:?}"
+        );
+    }
+    let run = sb.login("carol").answer_cmd(CLUMSY_PHONE).run();
+    assert_eq!(run.rc(), Pam::Other(11), "PAM_MAXTRIES: {run:?}");
+    assert!(
+        run.infos().is_empty(),
+        "no new secret while locked: {run:?}"
+    );
+    assert!(!sb.record_path("carol").exists());
+}
+
+#[test]
+fn policy_check_refuses_self_enroll_behind_a_combined_stack() {
+    let sb = slow_failures();
+    let pam_dir = sb.path("pam.d").display().to_string();
+    let run = sb
+        .pam_mfa(&["policy", "check", "--pam-dir", &pam_dir])
+        .run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("error: rule \"newcomers\": self_enroll")
+            && run.stdout.contains("pam.d/combined:1"),
+        "{run:?}"
+    );
+    // The same policy with no combined stack checks.
+    fs::remove_file(sb.path("pam.d/combined")).unwrap();
+    let run = sb
+        .pam_mfa(&["policy", "check", "--pam-dir", &pam_dir])
+        .run();
+    assert_eq!(run.code, Some(0), "{run:?}");
 }

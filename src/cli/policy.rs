@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::account::{all_groups, lookup_with, open_store, policy_names};
+use super::pam_stacks;
 use super::stacks;
 use super::{CliError, ConfigArg};
 use crate::accounts::{self, NamedId, Names};
@@ -148,6 +149,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
             }
         }
     }
+    errors += combined_self_enrollment(&policy, path, &args.pam_dir, &at);
     for (later, earlier) in lint::shadowed_rules(&policy) {
         println!(
             "{}: warning: rule {:?} never decides: rule {:?} (line {}) matches everything it would",
@@ -290,6 +292,37 @@ fn shared_gids(policy: &Policy) -> Result<Vec<SharedGid<'_>>, CliError> {
         }
     }
     Ok(found)
+}
+
+/// A `self_enroll` rule reached through a `combined` stack would show a new secret before
+/// any password is checked (the module refuses it): one error per rule and stack.
+fn combined_self_enrollment(
+    policy: &Policy,
+    path: &std::path::Path,
+    pam_dir: &Path,
+    at: &dyn Fn(Option<usize>) -> String,
+) -> usize {
+    let enrolling: Vec<_> = policy.rules.iter().filter(|r| r.self_enroll).collect();
+    if enrolling.is_empty() {
+        return 0;
+    }
+    let mut errors = 0;
+    for stack in pam_stacks::combined_stacks(pam_dir) {
+        if !pam_stacks::same_file(&stack.config, path) {
+            continue;
+        }
+        for rule in &enrolling {
+            println!(
+                "{}: error: rule {:?}: self_enroll, but {}:{} passes the module `combined`, which reads the code before any password is checked; the module refuses enrollment at login there",
+                at(Some(rule.line)),
+                rule.name,
+                stack.file.display(),
+                stack.line
+            );
+            errors += 1;
+        }
+    }
+    errors
 }
 
 /// `FILE:LINE: message` becomes `FILE:LINE: LEVEL: message`.
