@@ -238,6 +238,8 @@ pub enum Denial {
     EnrollmentSilenced,
     /// Another login enrolled the account while this one was enrolling it.
     EnrolledMeanwhile,
+    /// The account's secret was removed or replaced while the code was typed.
+    Revoked,
     /// Enrollment at login through a `combined` stack: the code is read before any
     /// password is checked, so the new secret would be shown to anyone.
     EnrollmentCombined,
@@ -330,6 +332,9 @@ impl Outcome {
             Outcome::Denied(Denial::NoCode) => "no code given".into(),
             Outcome::Denied(Denial::EnrollmentSilenced) => {
                 "enrollment at login needs messages, but PAM_SILENT is set".into()
+            }
+            Outcome::Denied(Denial::Revoked) => {
+                "the secret was removed or replaced while the code was typed".into()
             }
             Outcome::Denied(Denial::EnrollmentCombined) => {
                 "no enrollment at login through a combined stack (no password is checked before it)"
@@ -526,6 +531,14 @@ fn decide(
         return Ok(Outcome::Locked {
             until: state.locked_until,
         });
+    }
+    // A secret removed (`pam-mfa remove`) or replaced (`enroll --force`) while the user
+    // typed is revoked for this login too: both change the record under this lock.
+    if !store
+        .record(&name)?
+        .is_some_and(|current| current.same_secret(&record))
+    {
+        return Ok(Outcome::Denied(Denial::Revoked));
     }
     let limits = &decision.limits;
     // With `combined` the code is checked before the password: its wrong codes have their

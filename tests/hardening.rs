@@ -5,7 +5,9 @@ mod common;
 
 use std::fs;
 
-use common::{sandbox, Pam, Sandbox, Totp, Transaction, SECRET};
+use common::{
+    cli_path, sandbox, shell_quote, Pam, Sandbox, Totp, Transaction, OTHER_SECRET, SECRET,
+};
 
 /// alice is enrolled, bob is required without a secret, carol may enroll at login; the
 /// failure delay is 9 s, so that libpam's scaled delay (0.5 to 1.5 times the request) is
@@ -155,4 +157,47 @@ fn policy_check_refuses_self_enroll_behind_a_combined_stack() {
         .pam_mfa(&["policy", "check", "--pam-dir", &pam_dir])
         .run();
     assert_eq!(run.code, Some(0), "{run:?}");
+}
+
+// --- 3. revocation reaches a login in flight -----------------------------------------------
+
+/// An answer command for pamdrive: runs `admin` (the admin's command, while the login waits
+/// at its prompt), then types alice's current code from the old secret.
+fn admin_then_code(sb: &Sandbox, admin: &str) -> String {
+    format!(
+        "{cli} {admin} --config {policy} >&2 && oathtool --totp -b {SECRET}",
+        cli = shell_quote(&cli_path().display().to_string()),
+        policy = shell_quote(&sb.policy_path().display().to_string()),
+    )
+}
+
+#[test]
+fn a_secret_removed_or_replaced_during_the_prompt_lets_no_login_through() {
+    for what in ["remove", "enroll --force"] {
+        let sb = sandbox()
+            .user("alice", 1000)
+            .policy("store_dir = \"{store}\"\ndefault_mode = \"required\"\n")
+            .enroll("alice", SECRET);
+        let new_secret = sb.path("new.secret");
+        fs::write(&new_secret, format!("{OTHER_SECRET}\n")).unwrap();
+        let admin = match what {
+            "remove" => "remove alice --yes".to_string(),
+            _ => format!(
+                "enroll alice --force --secret-stdin --no-confirm < {}",
+                shell_quote(&new_secret.display().to_string())
+            ),
+        };
+        common::avoid_step_boundary(30);
+        let run = sb
+            .login("alice")
+            .answer_cmd(&admin_then_code(&sb, &admin))
+            .run();
+        run.expect(Pam::AuthErr);
+        let line = sb.audit_lines().pop().expect("an audit line");
+        assert_eq!(
+            line.get("reason"),
+            "the secret was removed or replaced while the code was typed",
+            "{what}: {run:?} {line:#?}"
+        );
+    }
 }

@@ -93,6 +93,12 @@ impl Store {
     /// Also removes the account's temporary files that a killed `pam-mfa` left behind
     /// (`.alice.toml.PID.RANDOM.tmp`): they may hold a secret. Logins never delete them.
     pub fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
+        // Under the state lock, which a login holds from its second look at the record to
+        // its last write: a login in flight sees the secret or its absence, never a half.
+        // (Best effort: a damaged state file must not keep the record from going.)
+        let _held = StateFile::open_existing(&self.dir, &state_name(user))
+            .ok()
+            .flatten();
         let record = self.dir.remove(&record_name(user))?;
         let state = self.dir.remove(&state_name(user))?;
         let recovery = self.dir.remove(&recovery_name(user))?;

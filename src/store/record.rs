@@ -118,6 +118,19 @@ impl Record {
         }
     }
 
+    /// Whether `other` makes the same codes: same kind, secret (compared in constant
+    /// time), algorithm, digits, period and window.
+    pub fn same_secret(&self, other: &Record) -> bool {
+        use subtle::ConstantTimeEq;
+        let secret: bool = self.secret.as_bytes().ct_eq(other.secret.as_bytes()).into();
+        secret
+            && self.kind == other.kind
+            && self.algorithm == other.algorithm
+            && self.digits == other.digits
+            && self.period == other.period
+            && self.window == other.window
+    }
+
     pub fn totp_params(&self) -> TotpParams {
         TotpParams {
             algorithm: self.algorithm,
