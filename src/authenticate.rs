@@ -610,13 +610,10 @@ fn decide(
             let hashes = store.recovery_hashes(&name)?;
             match recovery::find(&hashes, &candidate) {
                 Some(used) => {
-                    let left: Vec<String> =
-                        hashes.into_iter().filter(|h| *h != used.hash).collect();
-                    store.write_recovery_hashes(&name, &left)?;
-                    Ok(Proof::Recovery {
-                        used,
-                        left: left.len(),
-                    })
+                    // Burned in place, in space the file has: works on a full disk.
+                    store.burn_recovery_hash(&name, &used.hash)?;
+                    let left = hashes.len().saturating_sub(1);
+                    Ok(Proof::Recovery { used, left })
                 }
                 None => Err(Denial::WrongRecoveryCode),
             }

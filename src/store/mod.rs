@@ -224,6 +224,49 @@ impl Store {
         Ok(hashes)
     }
 
+    /// Burns one recovery code: the first byte of its hash's line, `$`, becomes `#`, which
+    /// makes the line a comment. One byte written in place and `fdatasync`ed needs no new
+    /// space (recovery codes are the way back in when the disk is full), and a crash leaves
+    /// the code whole or burned, never a torn line. The file is rewritten, and the burned
+    /// lines dropped, only by the admin command.
+    pub fn burn_recovery_hash(&self, user: &UserName, hash: &str) -> Result<(), StoreError> {
+        use std::io::Read;
+        use std::os::unix::fs::FileExt;
+        let name = recovery_name(user);
+        let path = self.dir.path().join(&name);
+        let Some((file, size)) = self.dir.open_file(&name, nix::fcntl::OFlag::O_RDWR)? else {
+            return Err(StoreError::Vanished);
+        };
+        if size > fs::MAX_FILE_BYTES as u64 {
+            return Err(StoreError::TooLarge { path });
+        }
+        let mut contents = Vec::with_capacity(size as usize + 1);
+        (&file)
+            .take(fs::MAX_FILE_BYTES as u64 + 1)
+            .read_to_end(&mut contents)
+            .map_err(|e| fs::io(&path, "read", fs::errno_of(&e)))?;
+        let mut offset = 0;
+        let mut found = None;
+        for line in contents.split_inclusive(|&b| b == b'\n') {
+            let start = line
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(line.len());
+            if line[start..].trim_ascii_end() == hash.as_bytes() {
+                found = Some(offset + start);
+                break;
+            }
+            offset += line.len();
+        }
+        let Some(at) = found else {
+            return Err(StoreError::Vanished);
+        };
+        file.write_all_at(b"#", at as u64)
+            .map_err(|e| fs::io(&path, "write", fs::errno_of(&e)))?;
+        file.sync_data()
+            .map_err(|e| fs::io(&path, "sync", fs::errno_of(&e)))
+    }
+
     /// Replaces the account's recovery-code hashes, atomically and durably.
     pub fn write_recovery_hashes(
         &self,
