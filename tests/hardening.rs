@@ -4,6 +4,11 @@
 mod common;
 
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use common::{
     cli_path, sandbox, shell_quote, Pam, Sandbox, Totp, Transaction, OTHER_SECRET, SECRET,
@@ -200,4 +205,178 @@ fn a_secret_removed_or_replaced_during_the_prompt_lets_no_login_through() {
             "{what}: {run:?} {line:#?}"
         );
     }
+}
+
+// --- 9. recovery codes on a full disk --------------------------------------------------------
+
+/// Mounts a small tmpfs on `dir`; None when this process may not mount (not root).
+fn tmpfs(dir: &Path, size: &str) -> Option<Unmount> {
+    fs::create_dir_all(dir).unwrap();
+    let status = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+        ])
+        .arg(dir)
+        .status()
+        .ok()?;
+    status.success().then(|| Unmount(dir.to_owned()))
+}
+
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem of `path` until a write fails (ENOSPC).
+fn fill(path: &Path) {
+    let mut file = fs::File::create(path).unwrap();
+    let block = vec![0xA5u8; 4096];
+    while file.write_all(&block).is_ok() {}
+    let _ = file.sync_all();
+}
+
+/// The recovery codes `pam-mfa enroll` printed (`abcde-fgh23`).
+fn recovery_codes(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.len() == 11
+                && l.as_bytes()[5] == b'-'
+                && l.bytes()
+                    .enumerate()
+                    .all(|(i, b)| i == 5 || matches!(b, b'a'..=b'z' | b'2'..=b'7'))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Recovery codes are the documented way back in, root's included, when the disk is full:
+/// burning one needs no new space.
+#[test]
+fn a_recovery_code_works_on_a_full_disk_and_only_once() {
+    let sb = sandbox().user("alice", 1000);
+    let mount = sb.path("tmpfs");
+    let Some(_unmount) = tmpfs(&mount, "256k") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must run this test"
+        );
+        return;
+    };
+    let store = mount.join("store");
+    fs::create_dir(&store).unwrap();
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
+    let sb = sb.policy(&format!(
+        "store_dir = \"{}\"\ndefault_mode = \"required\"\n",
+        store.display()
+    ));
+    let enrolled = sb
+        .pam_mfa(&[
+            "enroll",
+            "alice",
+            "--secret-stdin",
+            "--no-confirm",
+            "--qr",
+            "none",
+        ])
+        .stdin(&format!("{SECRET}\n"))
+        .run();
+    assert_eq!(enrolled.code, Some(0), "{enrolled:?}");
+    let codes = recovery_codes(&enrolled.stdout);
+    assert_eq!(codes.len(), 10, "{enrolled:?}");
+
+    fill(&mount.join("filler"));
+    let run = sb.login("alice").answer(&codes[0]).run();
+    run.expect(Pam::Success);
+    assert_eq!(sb.audit_line().get("reason"), "recovery code used; 9 left");
+    // Burned: the same code again is refused, and the next one works, still on a full disk.
+    sb.login("alice")
+        .answer(&codes[0])
+        .run()
+        .expect(Pam::AuthErr);
+    sb.audit_lines();
+    sb.login("alice")
+        .answer(&codes[1])
+        .run()
+        .expect(Pam::Success);
+    assert_eq!(sb.audit_line().get("reason"), "recovery code used; 8 left");
+}
+
+// --- 13. no core dump holds a secret ---------------------------------------------------------
+
+/// SIGQUIT to `pam-mfa enroll` while it waits for the first code, with core dumps allowed
+/// (RLIMIT_CORE unlimited, in a directory of its own): the process dies without a core.
+#[test]
+fn the_admin_command_dumps_no_core_while_it_holds_a_new_secret() {
+    let sb = sandbox()
+        .user("alice", 1000)
+        .policy("store_dir = \"{store}\"\ndefault_mode = \"required\"\n");
+    let cwd = sb.path("cwd");
+    fs::create_dir(&cwd).unwrap();
+    let enroll = sb.pam_mfa(&["enroll", "alice", "--qr", "none"]).command();
+    let mut command = Command::new("prlimit");
+    command
+        .arg("--core=unlimited")
+        .arg("--")
+        .arg(enroll.get_program())
+        .args(enroll.get_args())
+        .env_clear()
+        .envs(
+            enroll
+                .get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .current_dir(&cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().expect("spawn pam-mfa enroll");
+    let _stdin = child.stdin.take();
+    let mut uri = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("otpauth://") {
+            uri = line;
+            break;
+        }
+    }
+    assert!(!uri.is_empty(), "enroll showed no URI");
+    // The new secret is in memory now, waiting for its first code.
+    let killed = Command::new("kill")
+        .args(["-QUIT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(3), "killed by SIGQUIT: {status:?}");
+    assert!(!status.core_dumped(), "a core was dumped: {status:?}");
+    let left: Vec<_> = fs::read_dir(&cwd).unwrap().collect();
+    assert!(left.is_empty(), "no core file: {left:?}");
+}
+
+/// The module makes a dumpable host non-dumpable while it runs (the conversation sees 0),
+/// and puts the flag back before it returns.
+#[test]
+fn the_module_is_non_dumpable_while_it_runs_and_restores_the_host() {
+    let sb = slow_failures();
+    let run = sb
+        .login("alice")
+        .report_dumpable()
+        .answer(&Totp::new(SECRET).wrong_code())
+        .run();
+    run.expect(Pam::AuthErr);
+    assert_eq!(
+        run.dumpable,
+        [0, 1],
+        "during the prompt, after the call: {run:?}"
+    );
 }

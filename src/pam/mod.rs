@@ -4,6 +4,7 @@
 
 pub mod codes;
 mod conv;
+mod dumpable;
 mod ffi;
 mod handle;
 
@@ -31,6 +32,7 @@ pub unsafe extern "C" fn pam_sm_authenticate(
     argv: *const *const c_char,
 ) -> c_int {
     let result = catch_unwind(AssertUnwindSafe(|| {
+        let _no_core = dumpable::NoCoreDumps::begin();
         // SAFETY: libpam passes the handle of the running call; it outlives this closure.
         let Some(handle) = (unsafe { PamHandle::from_raw(pamh) }) else {
             return PamCode::ServiceErr;

@@ -423,6 +423,11 @@ impl Login<'_> {
 
     /// The application sets a new PAM_CONV from inside each conversation call (pamdrive
     /// --swap-conv), and libpam frees the one it held.
+    pub fn report_dumpable(mut self) -> Self {
+        self.options.push("--report-dumpable".into());
+        self
+    }
+
     pub fn swap_conv(mut self) -> Self {
         self.options.push("--swap-conv".into());
         self
@@ -482,6 +487,9 @@ pub struct Transaction {
     pub setcred: Vec<Pam>,
     /// The failure delays libpam applied after failed rounds (microseconds).
     pub delays: Vec<u64>,
+    /// With `report_dumpable`: the process's PR_GET_DUMPABLE at each conversation call and
+    /// after each round, in order.
+    pub dumpable: Vec<i32>,
     pub output: Finished,
 }
 
@@ -492,6 +500,7 @@ impl Transaction {
         let mut rounds = Vec::new();
         let mut setcred = Vec::new();
         let mut delays = Vec::new();
+        let mut dumpable = Vec::new();
         for line in output.stdout.lines() {
             if let Some(rest) = line.strip_prefix("msg ") {
                 let (style, text) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -503,6 +512,8 @@ impl Transaction {
                 rounds.push(parse_code(rest, &output));
             } else if let Some(rest) = line.strip_prefix("setcred ") {
                 setcred.push(parse_code(rest, &output));
+            } else if let Some(rest) = line.strip_prefix("dumpable ") {
+                dumpable.push(rest.trim().parse().expect("dumpable flag"));
             } else if let Some(rest) = line.strip_prefix("delay ") {
                 delays.push(rest.trim().parse().expect("delay in microseconds"));
             } else {
@@ -514,6 +525,7 @@ impl Transaction {
             rounds,
             setcred,
             delays,
+            dumpable,
             output,
         }
     }
@@ -679,7 +691,8 @@ impl Cli<'_> {
         finished
     }
 
-    fn command(&self) -> Command {
+    /// The command as it would run, for a test that spawns it itself.
+    pub fn command(&self) -> Command {
         let mut command = Command::new(cli_path());
         command.args(&self.args);
         self.sandbox.wrap(&mut command, false);

@@ -2,7 +2,7 @@
  * pamdrive: a small PAM application for the integration tests.
  *
  * Usage: pamdrive [--confdir DIR] [--rhost H] [--ruser U] [--tty T] [--repeat N]
- *                 [--setcred] [--silent] [--answer-cmd CMD] [--swap-conv] SERVICE USER [ANSWER...]
+ *                 [--setcred] [--silent] [--answer-cmd CMD] [--swap-conv] [--report-dumpable] SERVICE USER [ANSWER...]
  *
  * Runs pam_start / pam_authenticate / pam_end (N times with --repeat, the
  * same answers each round) and reports, one line each on stdout:
@@ -26,6 +26,9 @@
  * non-zero status, the conversation returns PAM_CONV_ERR. (For enrollment at login: CMD
  * reads the secret from the otpauth URI in LAST_INFO and prints oathtool's code.)
  *
+ * --report-dumpable prints `dumpable N` (prctl PR_GET_DUMPABLE) at each conversation call
+ * and after each pam_authenticate.
+ *
  * --swap-conv makes the conversation function set a new PAM_CONV (same function, same
  * appdata, in a new struct) before it returns, as libpam allows: libpam then frees the
  * struct the module got from pam_get_item(PAM_CONV). A module that kept it reads freed
@@ -48,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 struct answers {
@@ -58,6 +62,8 @@ struct answers {
 	const char *cmd;
 	/* the text of the last PAM_TEXT_INFO message of this round, or NULL */
 	char *last_info;
+	/* --report-dumpable */
+	int report_dumpable;
 	/* --swap-conv: the handle whose PAM_CONV each call replaces, else NULL */
 	pam_handle_t *swap_in;
 };
@@ -256,6 +262,10 @@ static int conversation(int num_msg, const struct pam_message **msg,
 			struct pam_response **resp, void *appdata_ptr)
 {
 	struct answers *answers = appdata_ptr;
+	if (answers->report_dumpable) {
+		printf("dumpable %d\n", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+		fflush(stdout);
+	}
 	int rc = answer_all(num_msg, msg, resp, answers);
 	return swap_conversation(answers, rc);
 }
@@ -273,7 +283,7 @@ static void no_fail_delay(int retval, unsigned usec_delay, void *appdata_ptr)
 static void usage(void)
 {
 	fputs("usage: pamdrive [--confdir DIR] [--rhost H] [--ruser U] [--tty T] [--repeat N]"
-	      " [--setcred] [--silent] [--answer-cmd CMD] [--swap-conv] SERVICE USER [ANSWER...]\n",
+	      " [--setcred] [--silent] [--answer-cmd CMD] [--swap-conv] [--report-dumpable] SERVICE USER [ANSWER...]\n",
 	      stderr);
 	exit(2);
 }
@@ -297,6 +307,7 @@ int main(int argc, char **argv)
 	int setcred = 0;
 	int auth_flags = 0;
 	int swap_conv = 0;
+	int answers_report_dumpable = 0;
 	int i = 1;
 
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
@@ -311,6 +322,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(opt, "--silent") == 0) {
 			auth_flags |= PAM_SILENT;
+			continue;
+		}
+		if (strcmp(opt, "--report-dumpable") == 0) {
+			answers_report_dumpable = 1;
 			continue;
 		}
 		if (strcmp(opt, "--swap-conv") == 0) {
@@ -351,6 +366,7 @@ int main(int argc, char **argv)
 		.cmd = answer_cmd,
 		.last_info = NULL,
 		.swap_in = NULL,
+		.report_dumpable = answers_report_dumpable,
 	};
 	struct pam_conv conv = { .conv = conversation, .appdata_ptr = &answers };
 
@@ -383,6 +399,8 @@ int main(int argc, char **argv)
 
 		rc = pam_authenticate(pamh, auth_flags);
 		printf("rc %d %s\n", rc, pam_name(rc));
+		if (answers.report_dumpable)
+			printf("dumpable %d\n", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 		fflush(stdout);
 
 		if (setcred) {
