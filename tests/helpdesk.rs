@@ -8,7 +8,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use common::{avoid_step_boundary, sandbox, Pam, Sandbox, Totp, Transaction, SECRET};
+use common::{
+    avoid_step_boundary, cli_path, sandbox, shell_quote, Finished, Pam, Sandbox, Totp, Transaction,
+    SECRET,
+};
 
 /// alice (1000, in wheel) must give a code, bob (1001) may; `max_failures` wrong codes
 /// lock, and libpam is asked for no delay.
@@ -211,4 +214,76 @@ fn a_locked_account_is_told_nothing_where_no_password_was_checked() {
     login.expect(PAM_MAXTRIES);
     assert!(errors(&login).is_empty(), "{login:?}");
     assert!(login.infos().is_empty(), "{login:?}");
+}
+
+// --- the first code at enrollment --------------------------------------------------------------
+
+/// `pam-mfa enroll alice --secret-stdin` at a terminal: util-linux's `script` gives it a
+/// pseudo-terminal, fed with the secret and then `answers`, one line each.
+fn enroll_at_a_terminal(sb: &Sandbox, answers: &[&str]) -> Finished {
+    let mut command = vec![
+        cli_path().display().to_string(),
+        "enroll".into(),
+        "alice".into(),
+        "--secret-stdin".into(),
+        "--qr".into(),
+        "none".into(),
+        "--config".into(),
+        sb.policy_path().display().to_string(),
+    ];
+    command = command.iter().map(|w| shell_quote(w)).collect();
+    let mut input = format!("{SECRET}\n");
+    for answer in answers {
+        input.push_str(answer);
+        input.push('\n');
+    }
+    sb.shell(&format!(
+        "printf %s {} | script -qec {} /dev/null",
+        shell_quote(&input),
+        shell_quote(&command.join(" "))
+    ))
+}
+
+/// At a terminal two mistyped first codes (one of them no code at all) are asked again,
+/// and the third, right one enrolls. It is used up: the login that follows in the same
+/// step is refused as a replay, a deliberate choice (a code is good once).
+#[test]
+fn enrollment_at_a_terminal_allows_three_tries_and_uses_up_the_code_that_confirms() {
+    let sb = office(5);
+    let totp = Totp::new(SECRET);
+    avoid_step_boundary(30);
+    let code = totp.code();
+    let run = enroll_at_a_terminal(&sb, &[&totp.wrong_code(), "12345", &code]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("try again (2 left)"), "{run:?}");
+    assert!(run.stdout.contains("try again (1 left)"), "{run:?}");
+    assert!(run.stdout.contains("used up"), "{run:?}");
+    assert!(sb.record_path("alice").is_file(), "{run:?}");
+
+    sb.login("alice").answer(&code).run().expect(Pam::AuthErr);
+    assert_eq!(sb.audit_line().get("reason"), "code already used");
+}
+
+/// Three wrong codes at a terminal save nothing; a script piping the code in gets one try.
+#[test]
+fn enrollment_gives_up_after_three_tries_and_a_script_gets_one() {
+    let sb = office(5);
+    let totp = Totp::new(SECRET);
+    let wrong = totp.wrong_code();
+    let run = enroll_at_a_terminal(&sb, &[&wrong, &wrong, &wrong, &totp.code()]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout.contains("after 3 tries; nothing was saved"),
+        "{run:?}"
+    );
+    assert!(!sb.record_path("alice").exists(), "{run:?}");
+
+    avoid_step_boundary(30);
+    let piped = sb
+        .pam_mfa(&["enroll", "alice", "--secret-stdin", "--qr", "none"])
+        .stdin(&format!("{SECRET}\n{wrong}\n{}\n", totp.code()))
+        .run();
+    assert_eq!(piped.code, Some(1), "{piped:?}");
+    assert!(!piped.stderr.contains("try again"), "{piped:?}");
+    assert!(!sb.record_path("alice").exists(), "{piped:?}");
 }

@@ -15,7 +15,7 @@ use super::input::read_line;
 use super::recovery::print_codes;
 use super::{CliError, ConfigArg};
 use crate::clock::{Clock, SystemClock};
-use crate::otp::verify::{verify_hotp, verify_totp, Code};
+use crate::otp::verify::{verify_hotp, verify_totp, Code, Rejection, Verified};
 use crate::otp::{Algorithm, Digits};
 use crate::otpauth::otpauth;
 use crate::policy;
@@ -146,53 +146,93 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Tries a person at a terminal gets to type the first code.
+const CONFIRM_TRIES: u32 = 3;
+
 /// Unless --no-confirm, reads a first code from the app and checks it: the state that
-/// records it as used, or an error (nothing is saved then).
+/// records it as used, or an error (nothing is saved then). At a terminal a mistyped code
+/// may be typed again, up to three tries, so the secret already scanned is not lost; a
+/// script piping the code in gets one.
 fn confirm_first_code(record: &Record, args: &EnrollArgs) -> Result<State, CliError> {
     let mut state = State::default();
-    if !args.no_confirm {
-        // Instructions are for people at a terminal; a script piping the code in gets
-        // nothing on stderr but a possible one-line error.
-        if std::io::stdin().is_terminal() {
-            eprintln!("Add the URI above to the authenticator app, then type the code it shows.");
+    if args.no_confirm {
+        return Ok(state);
+    }
+    // Instructions are for people at a terminal; a script piping the code in gets
+    // nothing on stderr but a possible one-line error.
+    let interactive = std::io::stdin().is_terminal();
+    let tries = if interactive { CONFIRM_TRIES } else { 1 };
+    if interactive {
+        eprintln!("Add the URI above to the authenticator app, then type the code it shows.");
+    }
+    let mut try_number = 1;
+    let verified = loop {
+        if interactive {
             eprint!("Code: ");
         }
         let line = read_line("code")?;
-        let code = Code::parse(&line, record.digits).ok_or_else(|| {
-            CliError::new(format!(
-                "that is not a code of {} digits; nothing was saved",
+        let checked = match Code::parse(&line, record.digits) {
+            None => Err(format!(
+                "that is not a code of {} digits",
                 record.digits.get()
-            ))
-        })?;
-        let checked = match record.kind {
-            Kind::Totp => verify_totp(
-                record.secret.as_bytes(),
-                &record.totp_params(),
-                &code,
-                SystemClock.now(),
-                None,
-            ),
-            Kind::Hotp => verify_hotp(
-                record.secret.as_bytes(),
-                record.algorithm,
-                record.digits,
-                0,
-                record.window,
-                &code,
-            ),
+            )),
+            Some(code) => check_first_code(record, &code)
+                .map_err(|_| "the code does not match the secret".to_owned()),
         };
-        let verified = checked.map_err(|_| {
-            CliError::new(
-                "the code does not match the secret; nothing was saved (check the phone's clock)",
-            )
-        })?;
-        // The confirmation code counts as used.
-        match record.kind {
-            Kind::Totp => state.last_step = Some(verified.accepted()),
-            Kind::Hotp => state.next_counter = verified.accepted() + 1,
+        match checked {
+            Ok(verified) => break verified,
+            Err(why) if try_number < tries => {
+                eprintln!("{why}; try again ({} left)", tries - try_number);
+                try_number += 1;
+            }
+            Err(why) => {
+                let after = if tries > 1 {
+                    format!(" after {tries} tries")
+                } else {
+                    String::new()
+                };
+                return Err(CliError::new(format!(
+                    "{why}{after}; nothing was saved (check the phone's clock)"
+                )));
+            }
         }
+    };
+    // The confirmation code counts as used: a code is good once, also when it was
+    // typed here. The first login takes the app's next code.
+    match record.kind {
+        Kind::Totp => state.last_step = Some(verified.accepted()),
+        Kind::Hotp => state.next_counter = verified.accepted() + 1,
+    }
+    if interactive {
+        let when = match record.kind {
+            Kind::Totp => format!(" (it shows one within {} s)", record.period),
+            Kind::Hotp => String::new(),
+        };
+        eprintln!("The code you typed is used up: log in with the app's next code{when}.");
     }
     Ok(state)
+}
+
+/// Checks a first code against the new secret: any step of the window around now (TOTP)
+/// or any counter of the look-ahead from 0 (HOTP).
+fn check_first_code(record: &Record, code: &Code) -> Result<Verified, Rejection> {
+    match record.kind {
+        Kind::Totp => verify_totp(
+            record.secret.as_bytes(),
+            &record.totp_params(),
+            code,
+            SystemClock.now(),
+            None,
+        ),
+        Kind::Hotp => verify_hotp(
+            record.secret.as_bytes(),
+            record.algorithm,
+            record.digits,
+            0,
+            record.window,
+            code,
+        ),
+    }
 }
 
 /// An issuer or label for the URI: the Key Uri Format joins them with a colon, so neither
