@@ -195,8 +195,9 @@ mode = "required"
 
     let check = sb.pam_mfa(&["policy", "check"]).run();
     assert_eq!(check.code, Some(0), "{check:?}");
+    // At the groups key's line, not the [[rule]] header's.
     let expected = format!(
-        "{}:5: warning: rule \"typo\": group \"whee1\" is not known to NSS: it matches nobody",
+        "{}:7: warning: rule \"typo\": group \"whee1\" is not known to NSS: it matches nobody",
         sb.policy_path().display()
     );
     assert!(check.stdout.lines().any(|l| l == expected), "{check:?}");

@@ -242,7 +242,8 @@ mode = "exempt"
     );
     let policy = sb.policy_path().display().to_string();
     for expected in [
-        format!("{policy}:2: warning: rule \"admins\": group \"no-such-group\" is not known to NSS"),
+        // At the groups key's line, not the [[rule]] header's.
+        format!("{policy}:4: warning: rule \"admins\": group \"no-such-group\" is not known to NSS"),
         format!("{policy}:7: warning: rule \"never\" never decides"),
         format!("{policy}:12: warning: exempt rule \"spare-alice\" reaches privileged accounts: user \"alice\" (in \"wheel\")"),
     ] {

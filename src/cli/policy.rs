@@ -6,17 +6,19 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use nix::errno::Errno;
+use nix::unistd::geteuid;
 use serde::Serialize;
 
 use super::account::{all_groups, lookup_with, open_store, policy_names};
 use super::pam_stacks;
 use super::stacks;
 use super::{CliError, ConfigArg};
-use crate::accounts::{self, NamedId, Names};
+use crate::accounts::{self, AccountError, NamedId, Names};
 use crate::authenticate::{plan, Plan};
 use crate::clock::{Clock, SystemClock};
 use crate::policy::{self, lint, Context, DecidedBy, Mode, Policy, Rule, Via, Window};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::username::UserName;
 
 #[derive(Subcommand, Debug)]
@@ -66,10 +68,17 @@ pub fn run(command: &PolicyCommand) -> Result<(), CliError> {
 /// Prints `FILE:LINE: error|warning: ...` lines; errors make the exit status 1.
 fn check(args: &CheckArgs) -> Result<(), CliError> {
     let path = &args.config.config;
-    let policy = match policy::load(path) {
+    let policy = match policy::parse::load_reporting_all(path) {
         Ok(policy) => policy,
-        Err(e) => {
-            println!("{}", with_level(&e.to_string(), "error"));
+        Err(errors) => {
+            for e in &errors {
+                println!("{}{}", with_level(&e.to_string(), "error"), as_root_hint(e));
+            }
+            eprintln!(
+                "{}: {} error(s); no warnings are checked until the policy reads",
+                path.display(),
+                errors.len()
+            );
             return Err(CliError::silent());
         }
     };
@@ -82,17 +91,33 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
     let mut warnings = 0;
 
     if let Err(e) = Store::open(&policy.store_dir) {
-        println!("{}: error: store_dir: {e}", at(policy.store_dir_line));
+        let hint = match &e {
+            StoreError::Io {
+                errno: Errno::EACCES,
+                ..
+            } if !geteuid().is_root() => "; run pam-mfa policy check as root",
+            _ => "",
+        };
+        println!("{}: error: store_dir: {e}{hint}", at(policy.store_dir_line));
         errors += 1;
     }
+    let mut report = Report {
+        file: &file,
+        errors: 0,
+        warnings: 0,
+    };
+    unknown_users(&policy, &mut report);
+    services_without_a_file(&policy, &args.pam_dir, &mut report);
+    errors += report.errors;
+    warnings += report.warnings;
     for rule in &policy.rules {
-        for group in &rule.groups {
+        for (index, group) in rule.groups.iter().enumerate() {
             match accounts::group_exists(group) {
                 Ok(true) => {}
                 Ok(false) => {
                     println!(
                         "{}: warning: rule {:?}: group {group:?} is not known to NSS: it matches nobody",
-                        at(Some(rule.line)),
+                        at(Some(rule.item_line("groups", index))),
                         rule.name
                     );
                     warnings += 1;
@@ -132,7 +157,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
     // Rules compare the name NSS gives an account: where the directory knows a user under
     // another spelling (case, alias), the rule's entry matches no login.
     for rule in &policy.rules {
-        for user in &rule.users {
+        for (index, user) in rule.users.iter().enumerate() {
             let Ok(name) = UserName::parse(user) else {
                 continue;
             };
@@ -140,7 +165,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
                 if account.name != name {
                     println!(
                         "{}: warning: rule {:?}: user {user:?} is {} in NSS; rules compare that name, so this entry matches no one",
-                        at(Some(rule.line)),
+                        at(Some(rule.item_line("users", index))),
                         rule.name,
                         account.name
                     );
@@ -323,6 +348,156 @@ fn combined_self_enrollment(
         }
     }
     errors
+}
+
+/// What `policy check` found so far, counted as it is printed.
+struct Report<'a> {
+    file: &'a str,
+    errors: usize,
+    warnings: usize,
+}
+
+impl Report<'_> {
+    fn warning(&mut self, line: usize, message: &str) {
+        println!("{}:{line}: warning: {message}", self.file);
+        self.warnings += 1;
+    }
+
+    fn error(&mut self, line: usize, message: &str) {
+        println!("{}:{line}: error: {message}", self.file);
+        self.errors += 1;
+    }
+}
+
+/// Users that NSS does not know: a typo (`saalcie`) quietly drops a requirement. A rule
+/// whose every account condition names only such users and unknown groups can never match.
+fn unknown_users(policy: &Policy, report: &mut Report<'_>) {
+    for rule in &policy.rules {
+        let mut unknown = 0;
+        for (index, user) in rule.users.iter().enumerate() {
+            let Ok(name) = UserName::parse(user) else {
+                continue;
+            };
+            match accounts::lookup(&name, &Names::default()) {
+                Ok(_) => {}
+                Err(AccountError::Unknown) => {
+                    unknown += 1;
+                    report.warning(
+                        rule.item_line("users", index),
+                        &format!(
+                            "rule {:?}: user {user:?} is not known to NSS: it matches nobody",
+                            rule.name
+                        ),
+                    );
+                }
+                Err(e) => report.error(
+                    rule.item_line("users", index),
+                    &format!(
+                        "rule {:?}: looking up user {user:?} failed: {e}{}",
+                        rule.name,
+                        root_hint()
+                    ),
+                ),
+            }
+        }
+        let groups_unknown = rule
+            .groups
+            .iter()
+            .all(|g| matches!(accounts::group_exists(g), Ok(false)));
+        if !rule.users.is_empty()
+            && unknown == rule.users.len()
+            && groups_unknown
+            && rule.uids.is_empty()
+        {
+            report.warning(
+                rule.line_of("users"),
+                &format!(
+                    "rule {:?} can never match: NSS knows none of the accounts it names",
+                    rule.name
+                ),
+            );
+        }
+    }
+}
+
+/// Services that no file in the PAM directory names: on Debian sshd's is `sshd`, not
+/// `ssh`, and a rule for a service that does not exist quietly matches no login.
+fn services_without_a_file(policy: &Policy, pam_dir: &Path, report: &mut Report<'_>) {
+    if policy.rules.iter().all(|r| r.services.is_empty()) {
+        return;
+    }
+    let known: Vec<String> = match std::fs::read_dir(pam_dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(e) => {
+            let first = policy.rules.iter().find(|r| !r.services.is_empty());
+            let line = first.map_or(1, |r| r.line_of("services"));
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                root_hint()
+            } else {
+                ""
+            };
+            report.error(
+                line,
+                &format!(
+                    "cannot read {} to check the rules' services: {e}{hint}",
+                    pam_dir.display()
+                ),
+            );
+            return;
+        }
+    };
+    for rule in &policy.rules {
+        let mut missing = 0;
+        for (index, service) in rule.services.iter().enumerate() {
+            if known.iter().any(|k| k == service) {
+                continue;
+            }
+            missing += 1;
+            let near = known
+                .iter()
+                .filter(|k| policy::parse::edit_distance(k, service) <= 2)
+                .min_by_key(|k| policy::parse::edit_distance(k, service))
+                .map_or(String::new(), |k| format!(" (did you mean {k:?}?)"));
+            report.warning(
+                rule.item_line("services", index),
+                &format!(
+                    "rule {:?}: no file in {} names service {service:?}: it matches no login{near}",
+                    rule.name,
+                    pam_dir.display()
+                ),
+            );
+        }
+        if missing > 0 && missing == rule.services.len() {
+            report.warning(
+                rule.line_of("services"),
+                &format!(
+                    "rule {:?} can never match: none of its services exists",
+                    rule.name
+                ),
+            );
+        }
+    }
+}
+
+/// "; run ... as root" when the check runs as anyone else, for what it could not read.
+fn root_hint() -> &'static str {
+    if geteuid().is_root() {
+        ""
+    } else {
+        "; run pam-mfa policy check as root"
+    }
+}
+
+/// The same hint for a policy that could not be read for lack of permission.
+fn as_root_hint(error: &policy::PolicyError) -> &'static str {
+    if error.line.is_none() && error.message.contains("Permission denied") {
+        root_hint()
+    } else {
+        ""
+    }
 }
 
 /// `FILE:LINE: message` becomes `FILE:LINE: LEVEL: message`.

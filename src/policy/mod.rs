@@ -186,6 +186,8 @@ pub struct Rule {
     pub name: String,
     /// The line of its `[[rule]]` header, for messages.
     pub line: usize,
+    /// The lines of its keys and list items, for messages about them.
+    pub lines: ItemLines,
     pub mode: Mode,
     pub users: Vec<String>,
     pub groups: Vec<String>,
@@ -205,7 +207,41 @@ pub struct Rule {
     pub allow_root: bool,
 }
 
+/// Where a rule's keys and the items of its lists are, for messages that point at them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemLines {
+    /// (key, line of its value) for each key the rule sets.
+    pub keys: Vec<(&'static str, usize)>,
+    /// The line of each item of `users`, `groups` and `services`, in order.
+    pub users: Vec<usize>,
+    pub groups: Vec<usize>,
+    pub services: Vec<usize>,
+}
+
 impl Rule {
+    /// The line of `key`'s value; the `[[rule]]` header's when the rule does not set it.
+    pub fn line_of(&self, key: &str) -> usize {
+        self.lines
+            .keys
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(self.line, |(_, line)| *line)
+    }
+
+    /// The line of the `index`th item of `users`, `groups` or `services`.
+    pub fn item_line(&self, key: &str, index: usize) -> usize {
+        let items = match key {
+            "users" => &self.lines.users,
+            "groups" => &self.lines.groups,
+            "services" => &self.lines.services,
+            _ => return self.line_of(key),
+        };
+        items
+            .get(index)
+            .copied()
+            .unwrap_or_else(|| self.line_of(key))
+    }
+
     /// Whether the rule names accounts at all (users, groups or uids).
     pub fn names_accounts(&self) -> bool {
         !(self.users.is_empty() && self.groups.is_empty() && self.uids.is_empty())

@@ -17,8 +17,8 @@ use toml::value::Datetime;
 use toml::Spanned;
 
 use super::{
-    Cidr, Limits, Mode, Policy, Rule, Window, DEFAULT_FAIL_DELAY_MS, DEFAULT_LOCKOUT_SECONDS,
-    DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR, MAX_REMEMBER_SECONDS,
+    Cidr, ItemLines, Limits, Mode, Policy, Rule, Window, DEFAULT_FAIL_DELAY_MS,
+    DEFAULT_LOCKOUT_SECONDS, DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR, MAX_REMEMBER_SECONDS,
 };
 use crate::clock::Date;
 use crate::otp::MAX_TOTP_WINDOW;
@@ -51,6 +51,26 @@ impl std::error::Error for PolicyError {}
 /// or by the effective user and writable by nobody else: whoever can write it decides
 /// who needs a second factor.
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+    parse(&read_text(path)?, path)
+}
+
+/// Like [`load`], but a policy that does not parse is reported whole, for `pam-mfa policy
+/// check`: every error of the file, each at the line of the key it is about (see
+/// [`all_errors`]). The module stops at the first, which is all it needs.
+pub fn load_reporting_all(path: &Path) -> Result<Policy, Vec<PolicyError>> {
+    let text = read_text(path).map_err(|e| vec![e])?;
+    parse(&text, path).map_err(|first| {
+        let all = all_errors(&text, path);
+        if all.is_empty() {
+            vec![first]
+        } else {
+            all
+        }
+    })
+}
+
+/// The policy file's text, read safely (see [`load`]).
+fn read_text(path: &Path) -> Result<String, PolicyError> {
     let error = |message: String| PolicyError {
         path: path.to_owned(),
         line: None,
@@ -95,7 +115,7 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
             message: "the policy is not UTF-8 text".into(),
         }
     })?;
-    parse(&text, path)
+    Ok(text)
 }
 
 /// The policy as written: what serde reads from the TOML, each value with the span it
@@ -291,14 +311,153 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
     })
 }
 
+/// Every error of a policy that does not parse, in the order of the file: a syntax error
+/// (after which nothing can be read), the top level's keys, and each rule on its own (its
+/// keys, then its first error of meaning), so that one rule's mistake does not hide the
+/// next rule's. Empty when the policy parses.
+pub fn all_errors(text: &str, path: &Path) -> Vec<PolicyError> {
+    let lines = Lines::new(text);
+    let error_at = |at: Option<usize>, message: String| PolicyError {
+        path: path.to_owned(),
+        line: at.map(|at| lines.of(at)),
+        message,
+    };
+    let mut errors = Vec::new();
+    let body = match text.strip_prefix('\u{feff}') {
+        Some(rest) => {
+            errors.push(error_at(
+                Some(0),
+                "the file starts with a byte order mark; save it as UTF-8 without one".into(),
+            ));
+            rest
+        }
+        None => text,
+    };
+    let shift = text.len() - body.len();
+    let document = match DeTable::parse(body) {
+        Ok(document) => document,
+        Err(e) => {
+            let (at, message) = explain_at(body, e.span(), e.message());
+            errors.push(error_at(
+                at.map(|at| at + shift),
+                format!("{message} (a syntax error: the rest of the file is not checked)"),
+            ));
+            return errors;
+        }
+    };
+    // The top level, with the rules read as anything: each is read on its own below.
+    let top = match toml::from_str::<RawTop>(body) {
+        Ok(top) => Some(top),
+        Err(e) => {
+            let (at, message) = explain(body, &e);
+            errors.push(error_at(at.map(|at| at + shift), message));
+            None
+        }
+    };
+    let mut limits = Limits {
+        window: Window::Record,
+        max_failures: DEFAULT_MAX_FAILURES,
+        lockout_seconds: DEFAULT_LOCKOUT_SECONDS,
+    };
+    if let Some(top) = top {
+        if let Some(dir) = &top.store_dir {
+            if !Path::new(dir.get_ref()).is_absolute() {
+                errors.push(error_at(
+                    Some(dir.span().start + shift),
+                    "store_dir must be an absolute path".into(),
+                ));
+            }
+        }
+        let mut check = |value: &Option<Spanned<i64>>, key: &str, min: u64, max: u64| {
+            optional(value, key, min, max)
+                .map_err(|(at, m)| errors.push(error_at(Some(at + shift), m)))
+                .ok()
+                .flatten()
+        };
+        if let Some(w) = check(&top.window, "window", 0, u64::from(MAX_TOTP_WINDOW)) {
+            limits.window = Window::Steps(w as u32);
+        }
+        if let Some(n) = check(&top.max_failures, "max_failures", 1, 1000) {
+            limits.max_failures = n as u32;
+        }
+        if let Some(n) = check(&top.lockout_seconds, "lockout_seconds", 1, 30 * 86_400) {
+            limits.lockout_seconds = n;
+        }
+        check(&top.fail_delay_ms, "fail_delay_ms", 0, 30_000);
+    }
+    // Each rule's text runs from the end of its [[rule]] header to the next header.
+    let headers: Vec<std::ops::Range<usize>> = match document.get_ref().get("rule") {
+        Some(value) => match value.get_ref() {
+            DeValue::Array(items) => items.iter().map(|item| item.span()).collect(),
+            _ => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, header) in headers.iter().enumerate() {
+        let end = headers.get(index + 1).map_or(body.len(), |next| next.start);
+        let Some(rule_text) = body.get(header.end..end) else {
+            continue;
+        };
+        // The rule's text is read as a document of its own, of the same length as the
+        // file: blanks in front keep every offset (and so every line) where it was.
+        let mut padded = " ".repeat(header.end);
+        padded.push_str(rule_text);
+        let raw = match toml::from_str::<RawRule>(&padded) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let (at, message) = explain_at(body, e.span(), e.message());
+                let at = if message.starts_with("a [[rule]] needs") {
+                    header.start
+                } else {
+                    at.unwrap_or(header.start)
+                };
+                errors.push(error_at(Some(at + shift), message));
+                continue;
+            }
+        };
+        match parse_rule(raw, header.start, &limits, &names, &lines) {
+            Ok(rule) => {
+                names.insert(rule.name.clone(), rule.line);
+            }
+            Err((at, message)) => errors.push(error_at(Some(at + shift), message)),
+        }
+    }
+    errors
+}
+
+/// The top level of the policy as [`all_errors`] reads it: the rules are left for later.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTop {
+    store_dir: Option<Spanned<String>>,
+    #[allow(dead_code)]
+    default_mode: Option<Spanned<Mode>>,
+    window: Option<Spanned<i64>>,
+    max_failures: Option<Spanned<i64>>,
+    lockout_seconds: Option<Spanned<i64>>,
+    fail_delay_ms: Option<Spanned<i64>>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    rule: Vec<de::IgnoredAny>,
+}
+
 /// Where a TOML or serde error points, and its message on one line, with the key it is
 /// about. Messages quote nothing of the file but the policy's own keys and their values:
 /// a file given as `--config` by mistake (a google-authenticator file, a key file) must not
 /// have its text printed.
 fn explain(text: &str, error: &toml::de::Error) -> (Option<usize>, String) {
-    let span = error.span();
+    explain_at(text, error.span(), error.message())
+}
+
+/// [`explain`] for an error's span and message.
+fn explain_at(
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: &str,
+) -> (Option<usize>, String) {
     let at = span.as_ref().map(|s| s.start);
-    let message = error.message().trim().replace('\n', "; ");
+    let message = message.trim().replace('\n', "; ");
     let Some(span) = span else {
         return (at, message);
     };
@@ -404,7 +563,7 @@ fn unknown(key: &str, expected: &[&str]) -> String {
 }
 
 /// Levenshtein distance, for suggesting the key a typo meant.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -464,6 +623,48 @@ fn parse_rule(
     lines: &Lines,
 ) -> Result<Rule, Bad> {
     let name_start = raw.name.span().start;
+    // Where each key's value starts, so that what is said about a key later (here, or by
+    // `pam-mfa policy check`) names its line rather than the [[rule]] header.
+    let key_starts: Vec<(&'static str, usize)> = [
+        ("name", Some(name_start)),
+        ("mode", Some(raw.mode.span().start)),
+        ("users", raw.users.as_ref().map(|v| v.span().start)),
+        ("groups", raw.groups.as_ref().map(|v| v.span().start)),
+        ("uids", raw.uids.as_ref().map(|v| v.span().start)),
+        ("services", raw.services.as_ref().map(|v| v.span().start)),
+        ("from", raw.from.as_ref().map(|v| v.span().start)),
+        ("enroll_by", raw.enroll_by.as_ref().map(|v| v.span().start)),
+        ("window", raw.window.as_ref().map(|v| v.span().start)),
+        (
+            "max_failures",
+            raw.max_failures.as_ref().map(|v| v.span().start),
+        ),
+        (
+            "lockout_seconds",
+            raw.lockout_seconds.as_ref().map(|v| v.span().start),
+        ),
+        (
+            "self_enroll",
+            raw.self_enroll.as_ref().map(|v| v.span().start),
+        ),
+        (
+            "remember_seconds",
+            raw.remember_seconds.as_ref().map(|v| v.span().start),
+        ),
+        (
+            "allow_root",
+            raw.allow_root.as_ref().map(|v| v.span().start),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, start)| start.map(|start| (key, start)))
+    .collect();
+    let key_start = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| key_starts.iter().find(|(key, _)| key == k).map(|(_, s)| *s))
+            .unwrap_or(rule_start)
+    };
+    let mut item_lines = ItemLines::default();
     let name = raw.name.into_inner();
     if name.trim().is_empty() || name.chars().any(char::is_control) {
         return Err((name_start, "a rule's name must be non-empty text".into()));
@@ -481,6 +682,7 @@ fn parse_rule(
     for user in list("users", raw.users).map_err(|(o, m)| at(o, m))? {
         UserName::parse(user.get_ref())
             .map_err(|e| at(user.span().start, format!("users: {e}")))?;
+        item_lines.users.push(lines.of(user.span().start));
         users.push(user.into_inner());
     }
     let mut groups = Vec::new();
@@ -494,6 +696,7 @@ fn parse_rule(
                 format!("groups: {g:?} is not a valid group name"),
             ));
         }
+        item_lines.groups.push(lines.of(group.span().start));
         groups.push(group.into_inner());
     }
     let mut uids = Vec::new();
@@ -512,6 +715,7 @@ fn parse_rule(
                 format!("services: {s:?} is not a PAM service name"),
             ));
         }
+        item_lines.services.push(lines.of(service.span().start));
         services.push(service.into_inner());
     }
     let mut from = Vec::new();
@@ -579,9 +783,14 @@ fn parse_rule(
             format!("rule {name:?}: allow_root only applies to remember_seconds, which the rule does not set"),
         ));
     }
+    item_lines.keys = key_starts
+        .iter()
+        .map(|(key, start)| (*key, lines.of(*start)))
+        .collect();
     let rule = Rule {
         name,
         line: lines.of(rule_start),
+        lines: item_lines,
         mode,
         users,
         groups,
@@ -597,7 +806,7 @@ fn parse_rule(
     if rule.names_root() {
         if rule.mode != Mode::Required {
             return Err((
-                rule_start,
+                key_start(&["mode"]),
                 format!(
                     "rule {:?} would make root {}; root always needs a code",
                     rule.name, rule.mode
@@ -606,7 +815,7 @@ fn parse_rule(
         }
         if rule.limits.looser_than(top) {
             return Err((
-                rule_start,
+                key_start(&["window", "max_failures", "lockout_seconds"]),
                 format!(
                     "rule {:?} names root with limits looser than the top level; root's limits may only be stricter",
                     rule.name
@@ -615,7 +824,7 @@ fn parse_rule(
         }
         if rule.enroll_by.is_some() {
             return Err((
-                rule_start,
+                key_start(&["enroll_by"]),
                 format!(
                     "rule {:?} names root: enroll_by never applies to root",
                     rule.name
@@ -624,7 +833,7 @@ fn parse_rule(
         }
         if rule.self_enroll {
             return Err((
-                rule_start,
+                key_start(&["self_enroll"]),
                 format!(
                     "rule {:?} names root: root never enrolls itself at login",
                     rule.name
@@ -633,7 +842,7 @@ fn parse_rule(
         }
         if rule.remember_seconds.is_some() && !rule.allow_root {
             return Err((
-                rule_start,
+                key_start(&["remember_seconds"]),
                 format!(
                     "rule {:?} names root with remember_seconds; add allow_root = true if root may skip the code within that time",
                     rule.name
@@ -726,6 +935,63 @@ mode = "required"
         assert_eq!(rule.line, 5);
     }
 
+    /// Every rule is read on its own: one rule's mistakes do not hide the next rule's, and
+    /// each error names the line of its key.
+    #[test]
+    fn all_errors_reports_each_rule_and_the_top_level_at_their_keys() {
+        let text = "\
+max_failures = 0
+[[rule]]
+name = \"a\"
+grups = [\"wheel\"]
+mode = \"required\"
+
+[[rule]]
+name = \"b\"
+mode = \"required\"
+uids = [\"9-1\"]
+
+[[rule]]
+name = \"c\"
+users = [\"root\"]
+mode = \"exempt\"
+
+[[rule]]
+name = \"fine\"
+mode = \"optional\"
+";
+        let errors = all_errors(text, Path::new("policy.toml"));
+        let found: Vec<(Option<usize>, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert_eq!(found[0].0, Some(1), "{found:#?}");
+        assert!(found[0].1.contains("max_failures"), "{found:#?}");
+        assert_eq!(found[1].0, Some(4), "{found:#?}");
+        assert!(found[1].1.contains("did you mean `groups`?"), "{found:#?}");
+        assert_eq!(found[2].0, Some(10), "{found:#?}");
+        assert!(found[2].1.contains("empty range"), "{found:#?}");
+        assert_eq!(found[3].0, Some(15), "{found:#?}");
+        assert!(found[3].1.contains("would make root exempt"), "{found:#?}");
+        // The module stops at one of them.
+        let first = parse_str(text).unwrap_err();
+        assert!(errors.contains(&first), "{first:?} in {errors:#?}");
+        assert!(all_errors(
+            "[[rule]]\nname = \"x\"\nmode = \"exempt\"\n",
+            Path::new("p")
+        )
+        .is_empty());
+        // A rule without its mode is named at its header.
+        let missing = all_errors("[[rule]]\nname = \"x\"\n", Path::new("p"));
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(missing[0].line, Some(1), "{missing:?}");
+        // A syntax error stops the reading, and says so.
+        let syntax = all_errors("a = \nmax_failures = 0\n", Path::new("p"));
+        assert_eq!(syntax.len(), 1, "{syntax:?}");
+        assert!(syntax[0].message.contains("not checked"), "{syntax:?}");
+    }
+
     #[test]
     fn load_reads_the_file_and_refuses_what_is_not_text() {
         use std::os::unix::fs::PermissionsExt;
@@ -770,12 +1036,12 @@ mode = "required"
             ("[[rule]]\nname = \"a\"\nmode = \"exempt\"\nservices = []\n", 4, "services: an empty list"),
             ("[[rule]]\nname = \"a\"\n", 1, "mode"),
             ("[[rule]]\nmode = \"exempt\"\n", 1, "name"),
-            ("[[rule]]\nname = \"a\"\nusers = [\"root\"]\nmode = \"exempt\"\n", 1, "root"),
-            ("[[rule]]\nname = \"a\"\ngroups = [\"root\"]\nmode = \"optional\"\n", 1, "root"),
-            ("[[rule]]\nname = \"a\"\nuids = [\"0-999\"]\nmode = \"exempt\"\n", 1, "root"),
-            ("max_failures = 3\n[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nmax_failures = 10\n", 2, "looser"),
-            ("lockout_seconds = 600\n[[rule]]\nname = \"r\"\nuids = [0]\nmode = \"required\"\nlockout_seconds = 60\n", 2, "looser"),
-            ("[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nenroll_by = 2027-01-31\n", 1, "never applies to root"),
+            ("[[rule]]\nname = \"a\"\nusers = [\"root\"]\nmode = \"exempt\"\n", 4, "root"),
+            ("[[rule]]\nname = \"a\"\ngroups = [\"root\"]\nmode = \"optional\"\n", 4, "root"),
+            ("[[rule]]\nname = \"a\"\nuids = [\"0-999\"]\nmode = \"exempt\"\n", 4, "root"),
+            ("max_failures = 3\n[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nmax_failures = 10\n", 6, "looser"),
+            ("lockout_seconds = 600\n[[rule]]\nname = \"r\"\nuids = [0]\nmode = \"required\"\nlockout_seconds = 60\n", 6, "looser"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nenroll_by = 2027-01-31\n", 5, "never applies to root"),
             ("[[rule]]\nname = \"a\"\nuids = [\"100-50\"]\nmode = \"exempt\"\n", 3, "empty range"),
             ("[[rule]]\nname = \"a\"\nuids = [\"x\"]\nmode = \"exempt\"\n", 3, "uids"),
             ("[[rule]]\nname = \"a\"\nuids = [-1]\nmode = \"exempt\"\n", 3, "uids"),
@@ -791,8 +1057,8 @@ mode = "required"
             ("[[rule]]\nname = \"a\"\nmode = \"required\"\nlockout_seconds = -5\n", 4, "lockout_seconds"),
             ("fail_delay_ms = 60000\n", 1, "fail_delay_ms"),
             ("[[rule]]\nname = \"a\"\nmode = \"optional\"\nself_enroll = true\n", 4, "self_enroll"),
-            ("[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nself_enroll = true\n", 1, "never enrolls"),
-            ("[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nremember_seconds = 600\n", 1, "allow_root"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nself_enroll = true\n", 5, "never enrolls"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"root\"]\nmode = \"required\"\nremember_seconds = 600\n", 5, "allow_root"),
             ("[[rule]]\nname = \"a\"\nmode = \"required\"\nallow_root = true\n", 4, "remember_seconds"),
             ("[[rule]]\nname = \"a\"\nmode = \"required\"\nremember_seconds = 0\n", 4, "remember_seconds"),
             ("[[rule]]\nname = \"a\"\nmode = \"required\"\nremember_seconds = 999999\n", 4, "remember_seconds"),
