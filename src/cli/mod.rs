@@ -8,7 +8,6 @@ mod enroll;
 mod generate;
 mod import;
 mod input;
-mod pam_stacks;
 mod policy;
 mod progress;
 mod pskc;

@@ -11,7 +11,6 @@ use nix::unistd::geteuid;
 use serde::Serialize;
 
 use super::account::{all_groups, lookup_with, open_store, policy_names};
-use super::pam_stacks;
 use super::stacks;
 use super::{CliError, ConfigArg};
 use crate::accounts::{self, AccountError, NamedId, Names};
@@ -332,8 +331,8 @@ fn combined_self_enrollment(
         return 0;
     }
     let mut errors = 0;
-    for stack in pam_stacks::combined_stacks(pam_dir) {
-        if !pam_stacks::same_file(&stack.config, path) {
+    for stack in stacks::combined_stacks(pam_dir) {
+        if !stacks::same_file(&stack.config, path) {
             continue;
         }
         for rule in &enrolling {

@@ -9,6 +9,8 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use crate::policy;
+
 /// Where the services' stacks are.
 pub const PAM_DIR: &str = "/etc/pam.d";
 
@@ -73,6 +75,74 @@ pub fn warnings(pam_dir: &Path, root_has_secret: impl FnOnce() -> bool) -> Vec<S
         }
     }
     found
+}
+
+/// A line of a PAM service file that stacks pam_mfa.so with `combined`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CombinedStack {
+    pub file: PathBuf,
+    pub line: usize,
+    /// The policy the line names (`config=`), or the default one.
+    pub config: PathBuf,
+}
+
+/// Every line in the files of `pam_dir` that stacks pam_mfa.so with `combined`. A missing
+/// directory has none; a file that cannot be read as text is skipped (it is not the
+/// policy's to judge).
+pub fn combined_stacks(pam_dir: &Path) -> Vec<CombinedStack> {
+    let Ok(entries) = fs::read_dir(pam_dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut found = Vec::new();
+    for file in files {
+        let Ok(text) = fs::read_to_string(&file) else {
+            continue;
+        };
+        for (index, line) in text.lines().enumerate() {
+            if let Some(config) = combined_config(line) {
+                found.push(CombinedStack {
+                    file: file.clone(),
+                    line: index + 1,
+                    config,
+                });
+            }
+        }
+    }
+    found
+}
+
+/// Whether `a` and `b` name the same policy file (by their real paths when both exist).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The policy path of an auth line that stacks pam_mfa.so with `combined`; None for any
+/// other line.
+fn combined_config(line: &str) -> Option<PathBuf> {
+    let Some(Entry::Module(module, args)) = parse(line) else {
+        return None;
+    };
+    if !is_pam_mfa(module) || !args.contains(&"combined") {
+        return None;
+    }
+    let config = args.iter().find_map(|a| a.strip_prefix("config="));
+    Some(PathBuf::from(config.unwrap_or(policy::DEFAULT_PATH)))
+}
+
+/// Whether a module path names this module: installed as pam_mfa.so, built as
+/// libpam_mfa.so.
+fn is_pam_mfa(module: &str) -> bool {
+    let base = module.rsplit('/').next().unwrap_or(module);
+    base == "pam_mfa.so" || base == "libpam_mfa.so"
 }
 
 /// The service files: every regular file but the common-* ones other files include, and
@@ -156,16 +226,13 @@ impl<'a> Reader<'a> {
                 Some(Entry::Include(name)) => {
                     places.append(&mut self.module_lines(name, depth + 1));
                 }
-                Some(Entry::Module(module)) => {
-                    let base = module.rsplit('/').next().unwrap_or(module);
-                    if base == "pam_mfa.so" {
-                        places.push(Place {
-                            path: path.clone(),
-                            line: index + 1,
-                        });
-                    }
+                Some(Entry::Module(module, _)) if is_pam_mfa(module) => {
+                    places.push(Place {
+                        path: path.clone(),
+                        line: index + 1,
+                    });
                 }
-                None => {}
+                Some(Entry::Module(..)) | None => {}
             }
         }
         places
@@ -177,7 +244,7 @@ enum Entry<'l> {
     /// `@include FILE`, or `auth include|substack FILE`.
     Include(&'l str),
     /// `auth CONTROL MODULE [ARGS]`.
-    Module(&'l str),
+    Module(&'l str, Vec<&'l str>),
 }
 
 /// One line of a PAM file, for the auth section only; comments and other sections are
@@ -205,7 +272,7 @@ fn parse(line: &str) -> Option<Entry<'_>> {
     if control == "include" || control == "substack" {
         Some(Entry::Include(target))
     } else {
-        Some(Entry::Module(target))
+        Some(Entry::Module(target, words.collect()))
     }
 }
 
@@ -233,11 +300,11 @@ mod tests {
         ));
         assert!(matches!(
             parse("auth  [success=done ignore=ignore default=die]  pam_mfa.so config=/x"),
-            Some(Entry::Module("pam_mfa.so"))
+            Some(Entry::Module("pam_mfa.so", _))
         ));
         assert!(matches!(
             parse("-auth optional /lib/security/pam_mfa.so"),
-            Some(Entry::Module("/lib/security/pam_mfa.so"))
+            Some(Entry::Module("/lib/security/pam_mfa.so", _))
         ));
         assert!(matches!(
             parse("auth substack common-auth"),
@@ -246,5 +313,35 @@ mod tests {
         assert!(parse("# auth required pam_mfa.so").is_none());
         assert!(parse("account required pam_mfa.so").is_none());
         assert!(parse("auth [default=die").is_none());
+    }
+
+    #[test]
+    fn combined_lines_are_found_with_their_policy() {
+        let cases = [
+            (
+                "auth requisite pam_mfa.so combined",
+                Some(policy::DEFAULT_PATH),
+            ),
+            (
+                "-auth [success=1 default=die] /lib/security/pam_mfa.so config=/p.toml combined",
+                Some("/p.toml"),
+            ),
+            ("auth required pam_mfa.so config=/p.toml", None),
+            (
+                "auth required /src/target/release/libpam_mfa.so combined",
+                Some(policy::DEFAULT_PATH),
+            ),
+            ("# auth required pam_mfa.so combined", None),
+            ("account required pam_mfa.so combined", None),
+            ("auth required pam_unix.so combined", None),
+            ("auth required pam_mfa.so debug # combined", None),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(
+                combined_config(line),
+                expected.map(PathBuf::from),
+                "{line:?}"
+            );
+        }
     }
 }
