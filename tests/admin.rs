@@ -16,39 +16,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use common::{
-    avoid_step_boundary, cli_path, sandbox, Cli, Finished, Pam, Sandbox, Totp, OTHER_SECRET, SECRET,
+    avoid_step_boundary, cli_path, office_locking_after, recovery_codes, sandbox, Cli, Finished,
+    Pam, Sandbox, Totp, OTHER_SECRET, SECRET,
 };
 
 /// libpam's PAM_MAXTRIES, which `Pam` has no name for.
 const PAM_MAXTRIES: Pam = Pam::Other(11);
 
-/// alice (1000, in wheel) must give a code, bob (1001) may; `max_failures` wrong codes
-/// lock an account, and libpam is asked for no delay.
-fn office(max_failures: u32) -> Sandbox {
-    sandbox()
-        .user("alice", 1000)
-        .user("bob", 1001)
-        .group("wheel", 10, &["alice"])
-        .policy(&format!(
-            r#"
-store_dir = "{{store}}"
-default_mode = "optional"
-max_failures = {max_failures}
-fail_delay_ms = 0
-
-[[rule]]
-name = "privileged"
-groups = ["wheel"]
-mode = "required"
-"#
-        ))
-}
-
 // --- QR codes ------------------------------------------------------------------------------
 
 #[test]
 fn qr_png_decodes_to_exactly_the_printed_uri() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let png = sb.path("alice.png");
 
     let run = pam_mfa(
@@ -68,7 +47,7 @@ fn qr_png_decodes_to_exactly_the_printed_uri() {
 
 #[test]
 fn qr_svg_is_well_formed_private_and_decodes_to_exactly_the_printed_uri() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let svg = sb.path("alice.svg");
 
     let run = pam_mfa(
@@ -110,7 +89,7 @@ fn qr_svg_is_well_formed_private_and_decodes_to_exactly_the_printed_uri() {
 #[test]
 fn terminal_qr_in_half_blocks_and_in_ansi_colours_decodes_to_exactly_the_printed_uri() {
     for style in ["utf8", "ansi"] {
-        let sb = office(5);
+        let sb = office_locking_after(5);
 
         let run = sb
             .pam_mfa(&["enroll", "alice", "--no-confirm", "--qr", style])
@@ -130,7 +109,7 @@ fn terminal_qr_in_half_blocks_and_in_ansi_colours_decodes_to_exactly_the_printed
 
 #[test]
 fn qr_png_onto_an_existing_file_or_a_symlink_is_refused_and_writes_nothing() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let existing = sb.path("taken.png");
     common::write_file(&existing, "someone else's file\n", 0o644);
     let victim = sb.path("victim");
@@ -175,7 +154,7 @@ fn qr_png_onto_an_existing_file_or_a_symlink_is_refused_and_writes_nothing() {
 /// written, as is one in a directory that does not exist (with a plain reason).
 #[test]
 fn qr_images_in_the_store_or_nowhere_are_refused_and_write_nothing() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let store_before = store_names(&sb);
     for (option, target, reason) in [
         ("--qr-png", sb.store().join("bob.toml"), "store directory"),
@@ -208,7 +187,7 @@ fn qr_images_in_the_store_or_nowhere_are_refused_and_write_nothing() {
 /// them away again.
 #[test]
 fn qr_images_of_an_enrollment_that_is_not_saved_are_removed() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let png = sb.path("alice.png");
     let svg = sb.path("alice.svg");
     let run = pam_mfa(
@@ -243,7 +222,7 @@ fn uri_carries_the_percent_encoded_issuer_as_label_prefix_and_parameter() {
         ),
     ];
     for (options, kind, label) in cases {
-        let sb = office(5);
+        let sb = office_locking_after(5);
 
         let run = pam_mfa(
             &sb,
@@ -292,7 +271,7 @@ fn uri_carries_the_percent_encoded_issuer_as_label_prefix_and_parameter() {
 /// made or written: an empty or colon-holding issuer or label, a period for HOTP.
 #[test]
 fn uri_options_the_format_cannot_carry_are_refused() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     for options in [
         &["--issuer", ""][..],
         &["--issuer", "ACME:Ops"],
@@ -316,7 +295,7 @@ fn uri_options_the_format_cannot_carry_are_refused() {
 #[test]
 fn a_new_secret_is_as_long_as_the_hash() {
     for (algorithm, bytes) in [("sha1", 20usize), ("sha256", 32), ("sha512", 64)] {
-        let sb = office(5);
+        let sb = office_locking_after(5);
         let run = pam_mfa(
             &sb,
             &["enroll", "alice", "--no-confirm", "--qr", "none"],
@@ -347,7 +326,7 @@ const GA_HOTP: &[&str] = &[
 
 #[test]
 fn google_authenticator_totp_file_imports_and_a_scratch_code_works_once() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let source = sb.path("alice.google_authenticator");
     let file = google_authenticator(GA_TOTP, &source);
     let meta = fs::metadata(&source).unwrap();
@@ -380,7 +359,7 @@ fn google_authenticator_totp_file_imports_and_a_scratch_code_works_once() {
 
 #[test]
 fn google_authenticator_hotp_file_imports_with_its_counter() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let source = sb.path("alice.google_authenticator");
     let file = google_authenticator(GA_HOTP, &source);
     assert!(file.text.contains("HOTP_COUNTER 1"), "{}", file.text);
@@ -413,7 +392,7 @@ fn google_authenticator_hotp_file_imports_with_its_counter() {
 
 #[test]
 fn google_authenticator_source_readable_by_others_is_refused_and_nothing_written() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let source = sb.path("alice.google_authenticator");
     google_authenticator(GA_TOTP, &source);
     sb.chmod(&source, 0o644);
@@ -441,7 +420,7 @@ fn google_authenticator_source_readable_by_others_is_refused_and_nothing_written
 /// refuse every code until then: the account is not imported, and the reason says why.
 #[test]
 fn google_authenticator_used_step_in_the_future_is_refused_and_nothing_written() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let source = sb.path("alice.google_authenticator");
     common::write_file(
         &source,
@@ -469,7 +448,7 @@ fn google_authenticator_used_step_in_the_future_is_refused_and_nothing_written()
 /// refused before anything is hashed or written, in one line naming the file and the line.
 #[test]
 fn google_authenticator_counter_and_scratch_codes_out_of_bounds_are_refused() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let source = sb.path("alice.google_authenticator");
     let scratch: String = (0..700)
         .map(|i| format!("{:08}\n", 10_000_000 + i))
@@ -525,7 +504,7 @@ fn google_authenticator_counter_and_scratch_codes_out_of_bounds_are_refused() {
 
 #[test]
 fn google_authenticator_symlink_source_is_refused_and_nothing_written() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let real = sb.path("real.google_authenticator");
     google_authenticator(GA_TOTP, &real);
     let link = sb.path("alice.google_authenticator");
@@ -658,7 +637,7 @@ fn import_all_homes_imports_safe_files_and_skips_unsafe_ones_with_reasons() {
 
 #[test]
 fn import_uri_carries_over_a_totp_device() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let uri = format!("otpauth://totp/Example:bob?secret={OTHER_SECRET}&issuer=Example\n");
 
     let run = sb
@@ -675,7 +654,7 @@ fn import_uri_carries_over_a_totp_device() {
 
 #[test]
 fn import_uri_carries_over_an_hotp_device_with_its_counter() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let uri = format!("otpauth://hotp/Example:bob?secret={SECRET}&issuer=Example&counter=5\n");
 
     let run = sb
@@ -704,7 +683,7 @@ fn import_uri_carries_over_an_hotp_device_with_its_counter() {
 /// used before the re-import stay refused. A new secret starts a new ledger at its own counter.
 #[test]
 fn reimporting_the_same_hotp_token_keeps_its_counter() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let uri = |secret: &str| {
         format!("otpauth://hotp/Example:bob?secret={secret}&issuer=Example&counter=0\n")
     };
@@ -747,7 +726,7 @@ fn reimporting_the_same_hotp_token_keeps_its_counter() {
 
 #[test]
 fn status_shows_mode_rule_kind_lock_recovery_codes_and_last_login() {
-    let sb = office(3)
+    let sb = office_locking_after(3)
         .user("carol", 1002)
         .enroll_with_cli("alice", SECRET)
         .enroll_with_cli("carol", OTHER_SECRET);
@@ -844,7 +823,9 @@ fn status_shows_mode_rule_kind_lock_recovery_codes_and_last_login() {
 /// wheel through the required rule) and that has no secret; exit status 1 until none.
 #[test]
 fn status_missing_lists_who_may_need_a_code_and_has_no_secret() {
-    let sb = office(5).user("carol", 1002).group("ops", 20, &["carol"]);
+    let sb = office_locking_after(5)
+        .user("carol", 1002)
+        .group("ops", 20, &["carol"]);
     let named = |run: &Finished| -> Vec<String> {
         run.stdout
             .lines()
@@ -882,7 +863,7 @@ fn status_missing_lists_who_may_need_a_code_and_has_no_secret() {
 /// A recovery file that cannot be read (here a symlink) is a problem status shows, not "-".
 #[test]
 fn status_reports_an_unreadable_recovery_file() {
-    let sb = office(5).enroll_with_cli("alice", SECRET);
+    let sb = office_locking_after(5).enroll_with_cli("alice", SECRET);
     let recovery = sb.store().join("alice.recovery");
     let elsewhere = sb.path("elsewhere");
     fs::rename(&recovery, &elsewhere).unwrap();
@@ -902,7 +883,7 @@ fn status_reports_an_unreadable_recovery_file() {
 /// An account status cannot show is reported, and the exit status says so, after the rest.
 #[test]
 fn status_of_an_unknown_account_exits_1_after_showing_the_others() {
-    let sb = office(5).enroll_with_cli("alice", SECRET);
+    let sb = office_locking_after(5).enroll_with_cli("alice", SECRET);
     let run = sb.pam_mfa(&["status", "--json", "alice", "nobody"]).run();
     assert_eq!(run.code, Some(1), "{run:?}");
     let rows: Value = serde_json::from_str(&run.stdout).unwrap();
@@ -919,7 +900,7 @@ fn status_of_an_unknown_account_exits_1_after_showing_the_others() {
 /// What is not known is null in JSON, never the "-" the table shows for it.
 #[test]
 fn status_json_writes_null_for_what_the_table_shows_as_a_dash() {
-    let sb = office(5).enroll_with_cli("alice", SECRET);
+    let sb = office_locking_after(5).enroll_with_cli("alice", SECRET);
     let run = sb.pam_mfa(&["status", "--json", "alice", "nobody"]).run();
     let rows: Value = serde_json::from_str(&run.stdout).unwrap();
     for key in [
@@ -944,7 +925,7 @@ fn status_json_writes_null_for_what_the_table_shows_as_a_dash() {
 
 #[test]
 fn unlock_lets_an_account_locked_after_max_failures_log_in_again() {
-    let sb = office(3).enroll_with_cli("alice", SECRET);
+    let sb = office_locking_after(3).enroll_with_cli("alice", SECRET);
     let totp = Totp::new(SECRET);
     lock_out(&sb, "alice", &totp);
 
@@ -964,7 +945,7 @@ fn unlock_lets_an_account_locked_after_max_failures_log_in_again() {
 /// every code up to now as used.
 #[test]
 fn a_truncated_state_file_fails_closed_until_unlock_resets_it() {
-    let sb = office(3).enroll_with_cli("alice", SECRET);
+    let sb = office_locking_after(3).enroll_with_cli("alice", SECRET);
     let totp = Totp::new(SECRET);
     lock_out(&sb, "alice", &totp);
     let state = sb.store().join("alice.state");
@@ -998,7 +979,7 @@ fn a_truncated_state_file_fails_closed_until_unlock_resets_it() {
 
 #[test]
 fn unlock_answered_no_is_cancelled_and_the_account_stays_locked() {
-    let sb = office(3).enroll_with_cli("alice", SECRET);
+    let sb = office_locking_after(3).enroll_with_cli("alice", SECRET);
     let totp = Totp::new(SECRET);
     lock_out(&sb, "alice", &totp);
 
@@ -1016,7 +997,7 @@ fn unlock_answered_no_is_cancelled_and_the_account_stays_locked() {
 
 #[test]
 fn remove_deletes_the_secret_so_a_required_account_is_refused_and_an_optional_one_ignored() {
-    let sb = office(5)
+    let sb = office_locking_after(5)
         .enroll_with_cli("alice", SECRET)
         .enroll_with_cli("bob", OTHER_SECRET);
     let files = |user: &str| {
@@ -1071,7 +1052,7 @@ fn remove_deletes_the_secret_so_a_required_account_is_refused_and_an_optional_on
 
 #[test]
 fn recovery_replaces_the_codes_so_old_ones_stop_and_new_ones_work_once() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let enrolled = sb
         .pam_mfa(&["enroll", "alice", "--secret-stdin", "--no-confirm"])
         .stdin(&format!("{SECRET}\n"))
@@ -1099,7 +1080,7 @@ fn recovery_replaces_the_codes_so_old_ones_stop_and_new_ones_work_once() {
 /// --force.
 #[test]
 fn import_uri_again_is_unchanged_with_the_same_secret_and_a_conflict_with_another() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let uri = |secret: &str| format!("otpauth://totp/Example:bob?secret={secret}&issuer=Example\n");
     let first = sb
         .pam_mfa(&["import", "uri", "--user", "bob"])
@@ -1231,7 +1212,7 @@ fn import_all_homes_again_reports_unchanged_and_conflicts_per_account_and_one_su
 /// terminal here), one summary.
 #[test]
 fn recovery_all_missing_gives_codes_to_each_account_without_any_with_progress() {
-    let mut sb = office(5);
+    let mut sb = office_locking_after(5);
     let names: Vec<String> = (0..6).map(|i| format!("user{i:02}")).collect();
     for (i, name) in names.iter().enumerate() {
         sb = sb.user(name, 2000 + i as u32);
@@ -1279,7 +1260,7 @@ fn recovery_all_missing_gives_codes_to_each_account_without_any_with_progress() 
 
 #[test]
 fn recovery_for_several_accounts_changes_nothing_when_one_is_not_enrolled() {
-    let sb = office(5)
+    let sb = office_locking_after(5)
         .enroll_with_cli("alice", SECRET)
         .enroll_with_cli("bob", OTHER_SECRET);
     let before = fingerprint(&sb.store().join("alice.recovery"));
@@ -1302,7 +1283,7 @@ fn recovery_for_several_accounts_changes_nothing_when_one_is_not_enrolled() {
 /// the directory, or a record left under another spelling of one.
 #[test]
 fn remove_takes_a_record_whose_account_nss_no_longer_knows() {
-    let sb = office(5)
+    let sb = office_locking_after(5)
         .enroll("ghost", SECRET)
         .enroll("ALICE", OTHER_SECRET);
     let casefold = format!("{} libnss_wrapper.so", common::casefold().display());
@@ -1321,7 +1302,7 @@ fn remove_takes_a_record_whose_account_nss_no_longer_knows() {
 
 #[test]
 fn user_errors_are_one_line_on_stderr_with_exit_status_1() {
-    let sb = office(5).enroll_with_cli("alice", SECRET);
+    let sb = office_locking_after(5).enroll_with_cli("alice", SECRET);
     let source = sb.path("alice.google_authenticator");
     google_authenticator(GA_TOTP, &source);
     let taken = sb.path("taken.png");
@@ -1391,7 +1372,7 @@ fn user_errors_are_one_line_on_stderr_with_exit_status_1() {
 /// A question answered "n" on a pipe: the command says it cancelled on a line of its own.
 #[test]
 fn declined_confirmation_prints_its_error_on_a_line_of_its_own() {
-    let sb = office(5).enroll_with_cli("alice", SECRET);
+    let sb = office_locking_after(5).enroll_with_cli("alice", SECRET);
 
     for command in ["unlock", "remove", "recovery"] {
         let run = sb.pam_mfa(&[command, "alice"]).stdin("n\n").run();
@@ -1402,7 +1383,7 @@ fn declined_confirmation_prints_its_error_on_a_line_of_its_own() {
 
 #[test]
 fn running_as_another_user_than_the_store_owner_is_refused_plainly() {
-    let sb = office(5).enroll_with_cli("alice", SECRET);
+    let sb = office_locking_after(5).enroll_with_cli("alice", SECRET);
     let source = sb.path("alice.google_authenticator");
     google_authenticator(GA_TOTP, &source);
     // Let uid 65534 reach the policy and the account files, but not the store (0700 root).
@@ -1591,25 +1572,6 @@ fn lock_out(sb: &Sandbox, user: &str, totp: &Totp) {
         status_json(sb, &[user])[0]["locked_until"].is_u64(),
         "status shows the lock"
     );
-}
-
-/// The recovery codes (`abcde-fgh23`) in a command's output.
-fn recovery_codes(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .map(str::trim)
-        .filter(|line| {
-            line.len() == 11
-                && line.bytes().enumerate().all(|(i, b)| {
-                    if i == 5 {
-                        b == b'-'
-                    } else {
-                        matches!(b, b'a'..=b'z' | b'2'..=b'7')
-                    }
-                })
-        })
-        .map(String::from)
-        .collect()
 }
 
 /// `oathtool --hotp -b -c COUNTER SECRET`.

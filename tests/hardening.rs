@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{
-    cli_path, sandbox, shell_quote, Pam, Sandbox, Totp, Transaction, OTHER_SECRET, SECRET,
+    cli_path, recovery_codes, sandbox, shell_quote, Pam, Sandbox, Totp, Transaction, OTHER_SECRET,
+    SECRET,
 };
 
 /// alice is enrolled, bob is required without a secret, carol may enroll at login; the
@@ -240,22 +241,6 @@ fn fill(path: &Path) {
     let block = vec![0xA5u8; 4096];
     while file.write_all(&block).is_ok() {}
     let _ = file.sync_all();
-}
-
-/// The recovery codes `pam-mfa enroll` printed (`abcde-fgh23`).
-fn recovery_codes(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            l.len() == 11
-                && l.as_bytes()[5] == b'-'
-                && l.bytes()
-                    .enumerate()
-                    .all(|(i, b)| i == 5 || matches!(b, b'a'..=b'z' | b'2'..=b'7'))
-        })
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Recovery codes are the documented way back in, root's included, when the disk is full:

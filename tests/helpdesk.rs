@@ -9,31 +9,9 @@ use std::process::Command;
 use serde_json::Value;
 
 use common::{
-    avoid_step_boundary, cli_path, sandbox, shell_quote, Finished, Pam, Sandbox, Totp, Transaction,
-    SECRET,
+    avoid_step_boundary, cli_path, office_locking_after, shell_quote, Finished, Pam, Sandbox, Totp,
+    Transaction, SECRET,
 };
-
-/// alice (1000, in wheel) must give a code, bob (1001) may; `max_failures` wrong codes
-/// lock, and libpam is asked for no delay.
-fn office(max_failures: u32) -> Sandbox {
-    sandbox()
-        .user("alice", 1000)
-        .user("bob", 1001)
-        .group("wheel", 10, &["alice"])
-        .policy(&format!(
-            r#"
-store_dir = "{{store}}"
-default_mode = "optional"
-max_failures = {max_failures}
-fail_delay_ms = 0
-
-[[rule]]
-name = "privileged"
-groups = ["wheel"]
-mode = "required"
-"#
-        ))
-}
 
 fn status_json(sb: &Sandbox, user: &str) -> Value {
     let run = sb.pam_mfa(&["status", "--json", user]).run();
@@ -49,7 +27,7 @@ fn status_json(sb: &Sandbox, user: &str) -> Value {
 /// how far the device's clock was off: status shows it.
 #[test]
 fn the_clock_offset_of_an_accepted_code_shows_in_status() {
-    let sb = office(5).enroll("alice", SECRET);
+    let sb = office_locking_after(5).enroll("alice", SECRET);
     let totp = Totp::new(SECRET);
     avoid_step_boundary(30);
     sb.login("alice")
@@ -73,7 +51,7 @@ fn the_clock_offset_of_an_accepted_code_shows_in_status() {
 /// used up: the right code works afterwards.
 #[test]
 fn a_code_a_few_steps_out_is_refused_and_logged_as_a_near_miss() {
-    let sb = office(5).enroll("alice", SECRET);
+    let sb = office_locking_after(5).enroll("alice", SECRET);
     let totp = Totp::new(SECRET);
     for (steps, clock) in [(3, "clock about +90 s"), (-4, "clock about -120 s")] {
         avoid_step_boundary(30);
@@ -135,7 +113,7 @@ fn date(secs: u64, tz: &str, format: &str) -> String {
 /// gives the end in ISO 8601.
 #[test]
 fn a_locked_account_is_told_until_when_in_local_time_and_that_an_admin_can_unlock_it() {
-    let sb = office(3).enroll("alice", SECRET);
+    let sb = office_locking_after(3).enroll("alice", SECRET);
     let totp = Totp::new(SECRET);
     let wrong = totp.wrong_code();
     for _ in 0..2 {
@@ -195,7 +173,7 @@ fn a_locked_account_is_told_until_when_in_local_time_and_that_an_admin_can_unloc
 /// refused without a word, so a stranger learns nothing from a message.
 #[test]
 fn a_locked_account_is_told_nothing_where_no_password_was_checked() {
-    let sb = office(3).enroll("alice", SECRET).service(
+    let sb = office_locking_after(3).enroll("alice", SECRET).service(
         "combined",
         "auth requisite {module} combined config={config} log_socket={log}\nauth required pam_permit.so\n",
     );
@@ -249,7 +227,7 @@ fn enroll_at_a_terminal(sb: &Sandbox, answers: &[&str]) -> Finished {
 /// step is refused as a replay, a deliberate choice (a code is good once).
 #[test]
 fn enrollment_at_a_terminal_allows_three_tries_and_uses_up_the_code_that_confirms() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let totp = Totp::new(SECRET);
     avoid_step_boundary(30);
     let code = totp.code();
@@ -267,7 +245,7 @@ fn enrollment_at_a_terminal_allows_three_tries_and_uses_up_the_code_that_confirm
 /// Three wrong codes at a terminal save nothing; a script piping the code in gets one try.
 #[test]
 fn enrollment_gives_up_after_three_tries_and_a_script_gets_one() {
-    let sb = office(5);
+    let sb = office_locking_after(5);
     let totp = Totp::new(SECRET);
     let wrong = totp.wrong_code();
     let run = enroll_at_a_terminal(&sb, &[&wrong, &wrong, &wrong, &totp.code()]);

@@ -18,8 +18,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use common::{
-    avoid_step_boundary, pamdrive, sandbox, AuditLine, Pam, Sandbox, Totp, FACILITY_AUTH, SECRET,
-    SERVICE, SEVERITY_WARNING,
+    avoid_step_boundary, pamdrive, recovery_codes, sandbox, AuditLine, Pam, Sandbox, Totp,
+    FACILITY_AUTH, SECRET, SERVICE, SEVERITY_WARNING,
 };
 
 /// libpam's PAM_MAXTRIES, which `Pam` has no name for.
@@ -463,23 +463,6 @@ fn rc_of(ran: &Ran) -> Option<Pam> {
         let number = rest.split(' ').next()?;
         Some(Pam::from_int(number.parse().expect("rc is a number")))
     })
-}
-
-/// The recovery codes (`abcde-fgh23`) in the enrollment's output.
-fn recovery_codes(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .map(str::trim)
-        .filter(|line| {
-            line.len() == 11
-                && line.as_bytes()[5] == b'-'
-                && line
-                    .bytes()
-                    .enumerate()
-                    .all(|(i, b)| i == 5 || matches!(b, b'a'..=b'z' | b'2'..=b'7'))
-        })
-        .map(String::from)
-        .collect()
 }
 
 fn state_path(sb: &Sandbox, user: &str) -> PathBuf {

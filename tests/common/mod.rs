@@ -1304,3 +1304,42 @@ impl Transaction {
 pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
+
+/// alice (1000, in wheel) must give a code, bob (1001) may; `max_failures` wrong codes
+/// lock an account, and libpam is asked for no delay.
+pub fn office_locking_after(max_failures: u32) -> Sandbox {
+    sandbox()
+        .user("alice", 1000)
+        .user("bob", 1001)
+        .group("wheel", 10, &["alice"])
+        .policy(&format!(
+            r#"
+store_dir = "{{store}}"
+default_mode = "optional"
+max_failures = {max_failures}
+fail_delay_ms = 0
+
+[[rule]]
+name = "privileged"
+groups = ["wheel"]
+mode = "required"
+"#
+        ))
+}
+
+/// The recovery codes (`abcde-fgh23`) in a command's output.
+pub fn recovery_codes(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            line.len() == 11
+                && line.as_bytes()[5] == b'-'
+                && line
+                    .bytes()
+                    .enumerate()
+                    .all(|(i, b)| i == 5 || matches!(b, b'a'..=b'z' | b'2'..=b'7'))
+        })
+        .map(String::from)
+        .collect()
+}
