@@ -17,7 +17,6 @@ use crate::otp::verify::{
 };
 use crate::otp::{Algorithm, Digits};
 use crate::otpauth::otpauth;
-use crate::pam::codes::PamCode;
 use crate::policy::{self, Context, Decision, Mode, Policy, PolicyError};
 use crate::qr::{Modules, TerminalQr};
 use crate::recovery::{self, RecoveryMatch};
@@ -258,22 +257,49 @@ pub enum Failure {
     System(String),
 }
 
+/// How an authentication ended, stripped of its details: what the module turns into a
+/// PAM return code (src/pam/) and what the helper sends back to the module. The core knows
+/// nothing of PAM's numbers.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A valid, unused code was checked.
+    Success,
+    /// The policy lets the account pass without a code.
+    Ignore,
+    /// The second factor was refused.
+    Denied,
+    /// The second factor is locked.
+    Locked,
+    /// NSS does not know the account.
+    UnknownUser,
+    /// The module's arguments or the policy are wrong.
+    Misconfigured,
+    /// The store or NSS could not be read.
+    Unavailable,
+    /// The conversation with the application failed.
+    ConversationFailed,
+    /// The system failed (or the helper could not be run or understood).
+    SystemFailed,
+}
+
 impl Outcome {
-    /// The PAM return code. Every variant is listed with no catch-all, so a new one
+    /// The outcome's status. Every variant is listed with no catch-all, so a new one
     /// forces a decision about whether it fails closed.
-    pub fn pam_code(&self) -> PamCode {
+    pub fn status(&self) -> Status {
         match self {
-            Outcome::Success(_) => PamCode::Success,
-            Outcome::Ignore(_) => PamCode::Ignore,
-            Outcome::Denied(_) => PamCode::AuthErr,
-            Outcome::Locked { .. } => PamCode::MaxTries,
-            Outcome::UnknownUser => PamCode::UserUnknown,
-            Outcome::Failed(Failure::Argument(_)) => PamCode::ServiceErr,
-            Outcome::Failed(Failure::Policy(_)) => PamCode::ServiceErr,
-            Outcome::Failed(Failure::Store(_)) => PamCode::AuthinfoUnavail,
-            Outcome::Failed(Failure::Account(_)) => PamCode::AuthinfoUnavail,
-            Outcome::Failed(Failure::Conversation(_)) => PamCode::ConvErr,
-            Outcome::Failed(Failure::System(_)) => PamCode::SystemErr,
+            Outcome::Success(_) => Status::Success,
+            Outcome::Ignore(_) => Status::Ignore,
+            Outcome::Denied(_) => Status::Denied,
+            Outcome::Locked { .. } => Status::Locked,
+            Outcome::UnknownUser => Status::UnknownUser,
+            Outcome::Failed(Failure::Argument(_)) => Status::Misconfigured,
+            Outcome::Failed(Failure::Policy(_)) => Status::Misconfigured,
+            Outcome::Failed(Failure::Store(_)) => Status::Unavailable,
+            Outcome::Failed(Failure::Account(_)) => Status::Unavailable,
+            Outcome::Failed(Failure::Conversation(_)) => Status::ConversationFailed,
+            Outcome::Failed(Failure::System(_)) => Status::SystemFailed,
         }
     }
 
@@ -1032,7 +1058,7 @@ mod tests {
     }
 
     #[test]
-    fn every_failure_maps_to_a_failure_code() {
+    fn every_failure_has_a_failing_status() {
         let failures = [
             Outcome::Failed(Failure::Argument("x".into())),
             Outcome::Failed(Failure::Policy(PolicyError {
@@ -1050,9 +1076,9 @@ mod tests {
             Outcome::UnknownUser,
         ];
         for outcome in failures {
-            let code = outcome.pam_code();
+            let status = outcome.status();
             assert!(
-                code != PamCode::Success && code != PamCode::Ignore,
+                status != Status::Success && status != Status::Ignore,
                 "{outcome:?}"
             );
         }

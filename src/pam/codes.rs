@@ -6,6 +6,7 @@
 use std::os::raw::c_int;
 
 use super::ffi;
+use crate::authenticate::Status;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PamCode {
@@ -58,6 +59,24 @@ impl PamCode {
     }
 }
 
+impl From<Status> for PamCode {
+    /// The PAM return code of the core's status (the module's own login or the helper's
+    /// answer). One exhaustive match: a new status forces a decision here.
+    fn from(status: Status) -> PamCode {
+        match status {
+            Status::Success => PamCode::Success,
+            Status::Ignore => PamCode::Ignore,
+            Status::Denied => PamCode::AuthErr,
+            Status::Locked => PamCode::MaxTries,
+            Status::UnknownUser => PamCode::UserUnknown,
+            Status::Misconfigured => PamCode::ServiceErr,
+            Status::Unavailable => PamCode::AuthinfoUnavail,
+            Status::ConversationFailed => PamCode::ConvErr,
+            Status::SystemFailed => PamCode::SystemErr,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +89,34 @@ mod tests {
         for (code, value) in TABLE {
             assert_eq!(PamCode::from_int(value), code);
             assert_eq!(code.as_int(), value);
+        }
+    }
+
+    #[test]
+    fn only_success_and_ignore_map_to_success_and_ignore() {
+        let all = [
+            Status::Success,
+            Status::Ignore,
+            Status::Denied,
+            Status::Locked,
+            Status::UnknownUser,
+            Status::Misconfigured,
+            Status::Unavailable,
+            Status::ConversationFailed,
+            Status::SystemFailed,
+        ];
+        for status in all {
+            let code = PamCode::from(status);
+            assert_eq!(
+                code == PamCode::Success,
+                status == Status::Success,
+                "{status:?}"
+            );
+            assert_eq!(
+                code == PamCode::Ignore,
+                status == Status::Ignore,
+                "{status:?}"
+            );
         }
     }
 

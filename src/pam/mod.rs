@@ -54,7 +54,7 @@ pub unsafe extern "C" fn pam_sm_authenticate(
             Some(mut conversation) => authenticate(&request, &mut conversation, &SystemClock),
             None => authenticate(&request, &mut NoConversation, &SystemClock),
         };
-        outcome.pam_code()
+        PamCode::from(outcome.status())
     }));
     result.unwrap_or(PamCode::SystemErr).as_int()
 }
