@@ -17,11 +17,14 @@ use crate::otp::verify::{
 };
 use crate::otp::{Algorithm, Digits};
 use crate::otpauth::otpauth;
-use crate::policy::{self, Context, Decision, Mode, Policy, PolicyError};
+use crate::policy::{self, Context, Decision, Limits, Mode, Policy, PolicyError};
 use crate::qr::{Modules, TerminalQr};
 use crate::recovery::{self, RecoveryMatch};
 use crate::secret::SecretKey;
-use crate::store::{FailureCount, Kind, Record, State, Store, StoreError};
+use crate::store::{
+    self, Accepted, Attempt, Backends, Current, FileOnly, Kind, Lockout, Record, Settled, State,
+    Store, StoreError, Used,
+};
 use crate::username::UserName;
 
 /// The prompt every account sees, enrolled or not, known or not.
@@ -190,6 +193,10 @@ pub enum Outcome {
     UnknownUser,
     /// Something is broken: the answer is failure, whatever the policy.
     Failed(Failure),
+    /// The policy's store is not one this process may open (the module opens only the
+    /// file backend): nothing was asked or decided; the privileged helper, which opens
+    /// every backend, must run the whole login.
+    Relay,
 }
 
 /// What only a verifier can make: a code checked and marked used.
@@ -300,6 +307,8 @@ impl Outcome {
             Outcome::Failed(Failure::Account(_)) => Status::Unavailable,
             Outcome::Failed(Failure::Conversation(_)) => Status::ConversationFailed,
             Outcome::Failed(Failure::System(_)) => Status::SystemFailed,
+            // Until the module hands such logins to the helper: fail closed.
+            Outcome::Relay => Status::Unavailable,
         }
     }
 
@@ -318,7 +327,7 @@ impl Outcome {
             Outcome::Success(_) => Verdict::Success,
             Outcome::Ignore(_) => Verdict::Ignore,
             Outcome::Denied(_) | Outcome::Locked { .. } | Outcome::UnknownUser => Verdict::Deny,
-            Outcome::Failed(_) => Verdict::Error,
+            Outcome::Failed(_) | Outcome::Relay => Verdict::Error,
         }
     }
 
@@ -386,6 +395,9 @@ impl Outcome {
             Outcome::Failed(Failure::Account(e)) => e.to_string(),
             Outcome::Failed(Failure::Conversation(e)) => e.to_string(),
             Outcome::Failed(Failure::System(e)) => e.clone(),
+            Outcome::Relay => {
+                "the policy's store backend is not one this process opens; for the helper".into()
+            }
         }
     }
 }
@@ -396,13 +408,25 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// Authenticates one request and writes its audit line.
+/// Authenticates one request and writes its audit line, opening only the file backend
+/// (the module's case: nothing else is linked in).
 pub fn authenticate(request: &Request, conv: &mut dyn Conversation, clock: &dyn Clock) -> Outcome {
+    authenticate_with(request, conv, clock, &FileOnly)
+}
+
+/// Like [`authenticate`], opening a store only through `backends`: a policy whose store
+/// this process may not open ends in [`Outcome::Relay`], before any prompt.
+pub fn authenticate_with(
+    request: &Request,
+    conv: &mut dyn Conversation,
+    clock: &dyn Clock,
+    backends: &dyn Backends,
+) -> Outcome {
     test_hook();
     let mut trail = Trail::default();
     let (outcome, socket) = match Options::parse(&request.args) {
         Ok(options) => {
-            let outcome = match decide(&options, request, conv, clock, &mut trail) {
+            let outcome = match decide(&options, request, conv, clock, backends, &mut trail) {
                 Ok(outcome) => outcome,
                 Err(failure) => Outcome::Failed(failure),
             };
@@ -449,37 +473,103 @@ impl Trail {
     }
 }
 
+/// Who the login is for and what the policy decided for it (phases 1 and 2).
+struct Login {
+    /// The account's name as NSS gives it.
+    name: UserName,
+    decision: Decision,
+    /// The caller's audit session, when a rule can remember one.
+    session: Option<u32>,
+    today: Date,
+}
+
+/// The login, phase by phase: the policy, the account, the policy's decision, the plan,
+/// the checks before the prompt, the prompt, and the one decision in the store.
 fn decide(
     options: &Options,
     request: &Request,
     conv: &mut dyn Conversation,
     clock: &dyn Clock,
+    backends: &dyn Backends,
     trail: &mut Trail,
 ) -> Result<Outcome, Failure> {
     let policy = policy::load(&options.config).map_err(Failure::Policy)?;
+    // Before any prompt: a login this process cannot finish goes whole to the helper.
+    if !backends.opens(&policy) {
+        return Ok(Outcome::Relay);
+    }
     let mut answers = Answers::new(conv, options.combined, policy.fail_delay_ms)?;
     let conv = &mut answers;
+    let Some((names, account)) = resolve_account(request, &policy, trail)? else {
+        return prompt_then(conv, Outcome::UnknownUser);
+    };
+    let login = evaluate_policy(options, request, &policy, &names, &account, clock, trail);
+    if login.decision.mode == Mode::Exempt {
+        return Ok(Outcome::Ignore(Pass::Exempt));
+    }
 
+    let store = backends.open(&policy)?;
+    let record = store.record(&login.name)?;
+    let record = match plan(&login.decision, record.is_some(), login.today) {
+        Plan::AskCode => record.ok_or(Failure::Store(StoreError::Vanished))?,
+        Plan::Pass(pass) => return pass_with_notice(conv, request, pass),
+        Plan::Refuse(denial) => return prompt_then(conv, Outcome::Denied(denial)),
+        // With `combined` the module runs before any password is checked: showing a new
+        // secret there would show it to anyone who knows the account's name.
+        Plan::SelfEnroll if conv.combined.is_some() => {
+            return Ok(Outcome::Denied(Denial::EnrollmentCombined))
+        }
+        Plan::SelfEnroll => return enroll_at_login(conv, &*store, &login, request, clock),
+    };
+
+    // The store holds no lock and no transaction while the user types.
+    let attempt = store.begin(&login.name)?;
+    if let Some(outcome) = before_prompt(attempt.state(), &login, request, clock.now()) {
+        return Ok(outcome);
+    }
+    let answer = conv.code(record.digits)?;
+    settle(attempt, conv, &record, answer, &login, request, clock)
+}
+
+/// Phase 1: the account NSS knows by the name PAM gave, with the policy's names resolved;
+/// None when the name is unusable or unknown. From here on the account goes by the name
+/// NSS gave it: `ALICE` from a directory that ignores case is alice, with alice's rules,
+/// record and lockout.
+fn resolve_account(
+    request: &Request,
+    policy: &Policy,
+    trail: &mut Trail,
+) -> Result<Option<(Names, Account)>, Failure> {
     let Some(name) = request
         .user
         .as_deref()
         .and_then(|u| UserName::parse(u).ok())
     else {
-        return prompt_then(conv, Outcome::UnknownUser);
+        return Ok(None);
     };
     let names =
         Names::resolve(policy.named_groups(), policy.named_users()).map_err(Failure::Account)?;
     let account = match accounts::lookup(&name, &names) {
         Ok(account) => account,
-        Err(AccountError::Unknown) => return prompt_then(conv, Outcome::UnknownUser),
+        Err(AccountError::Unknown) => return Ok(None),
         Err(e) => return Err(Failure::Account(e)),
     };
-    // From here on the account goes by the name NSS gave it: `ALICE` from a directory that
-    // ignores case is alice, with alice's rules, record and lockout.
-    let name = account.name.clone();
-    if request.user.as_deref() != Some(name.as_str()) {
-        trail.account = Some(name.to_string());
+    if request.user.as_deref() != Some(account.name.as_str()) {
+        trail.account = Some(account.name.to_string());
     }
+    Ok(Some((names, account)))
+}
+
+/// Phase 2: what the policy decides for the account, here and now.
+fn evaluate_policy(
+    options: &Options,
+    request: &Request,
+    policy: &Policy,
+    names: &Names,
+    account: &Account,
+    clock: &dyn Clock,
+    trail: &mut Trail,
+) -> Login {
     // Recorded at every verified login (an ssh login's session serves a later sudo), but
     // only worth reading when some rule can remember it.
     let session = if policy.rules.iter().any(|r| r.remember_seconds.is_some()) {
@@ -493,207 +583,195 @@ fn decide(
         rhost: &request.rhost,
         today,
     };
-    let decision = policy::evaluate(&policy, &account, &context);
+    let decision = policy::evaluate(policy, account, &context);
     trail.mode = Some(decision.mode);
     trail.rule = Some(decision.by.rule_name().to_owned());
     trail.why = Some(decision.by.to_string());
     if options.debug {
-        debug_line(options, &policy, &names, &account, &decision);
+        debug_line(options, policy, names, account, &decision);
     }
-    if decision.mode == Mode::Exempt {
-        return Ok(Outcome::Ignore(Pass::Exempt));
+    Login {
+        name: account.name.clone(),
+        decision,
+        session,
+        today,
     }
+}
 
-    let store = Store::open(&policy.store_dir)?;
-    let record = store.record(&name)?;
-    let record = match plan(&decision, record.is_some(), today) {
-        Plan::AskCode => record.ok_or(Failure::Store(StoreError::Vanished))?,
-        Plan::Pass(pass) => {
-            if let (Pass::Grace(deadline), false) = (pass, request.silent) {
-                conv.conv
-                    .info(&grace_message(deadline))
-                    .map_err(Failure::Conversation)?;
-            }
-            return Ok(Outcome::Ignore(pass));
-        }
-        Plan::Refuse(denial) => return prompt_then(conv, Outcome::Denied(denial)),
-        // With `combined` the module runs before any password is checked: showing a new
-        // secret there would show it to anyone who knows the account's name.
-        Plan::SelfEnroll if conv.combined.is_some() => {
-            return Ok(Outcome::Denied(Denial::EnrollmentCombined))
-        }
-        Plan::SelfEnroll => {
-            return enroll_at_login(conv, &store, &name, request, &decision, session, clock)
-        }
-    };
+/// Phase 3, a plan to pass: the grace period's notice first, unless PAM_SILENT.
+fn pass_with_notice(
+    answers: &mut Answers<'_>,
+    request: &Request,
+    pass: Pass,
+) -> Result<Outcome, Failure> {
+    if let (Pass::Grace(deadline), false) = (pass, request.silent) {
+        answers
+            .conv
+            .info(&grace_message(deadline))
+            .map_err(Failure::Conversation)?;
+    }
+    Ok(Outcome::Ignore(pass))
+}
 
-    // A locked account is refused before any code is asked for or checked. The state
-    // file stays open, but its lock is not held while the user types.
-    let mut state_file = store.lock_state(&name)?;
-    let state = state_file.read()?;
-    let now = clock.now();
+/// Phase 4, before the prompt: a locked account is refused before any code is asked for
+/// or checked. Only a local authentication (no PAM_RHOST: sudo or su inside the session)
+/// may use a remembered session; a remote login is always asked, even in the same session
+/// (a daemon started by hand from the account's own shell serves every client in it).
+fn before_prompt(state: &State, login: &Login, request: &Request, now: u64) -> Option<Outcome> {
     if state.locked_at(now) {
-        return Ok(Outcome::Locked {
+        return Some(Outcome::Locked {
             until: state.locked_until,
         });
     }
-    // Only a local authentication (no PAM_RHOST: sudo or su inside the session) may use a
-    // remembered session; a remote login is always asked, even in the same session (a
-    // daemon started by hand from the account's own shell serves every client in it).
     let local = request.rhost.is_empty();
-    if let Some(proof) = remembered(&decision, &state, session, now).filter(|_| local) {
-        return Ok(Outcome::Success(proof));
-    }
-    let parked = state_file.park()?;
+    remembered(&login.decision, state, login.session, now)
+        .filter(|_| local)
+        .map(Outcome::Success)
+}
 
-    let answer = conv.code(record.digits)?;
-
-    // Lock again, then read again: parallel logins see each other's writes, and a lock
-    // that came while the user typed still holds.
-    let mut state_file = parked.relock()?;
-    let state = state_file.read()?;
-    let now = clock.now();
-    if state.locked_at(now) {
-        return Ok(Outcome::Locked {
-            until: state.locked_until,
-        });
-    }
-    // A secret removed (`pam-mfa remove`) or replaced (`enroll --force`) while the user
-    // typed is revoked for this login too: both change the record under this lock.
-    if !store
-        .record(&name)?
-        .is_some_and(|current| current.same_secret(&record))
-    {
-        return Ok(Outcome::Denied(Denial::Revoked));
-    }
-    let limits = &decision.limits;
+/// Phase 6, the settle: the answer checked and its verdict made durable in one atomic
+/// step of the store. The proof of a valid code stays here; the outcome is a success only
+/// when the store accepted and the check made that proof.
+fn settle(
+    attempt: Box<dyn Attempt + '_>,
+    answers: &mut Answers<'_>,
+    record: &Record,
+    answer: Option<Zeroizing<Vec<u8>>>,
+    login: &Login,
+    request: &Request,
+    clock: &dyn Clock,
+) -> Result<Outcome, Failure> {
+    let limits = &login.decision.limits;
     // With `combined` the code is checked before the password: its wrong codes have their
     // own count and lock, which shut only this way in.
-    let combined = conv.combined.is_some();
-    if combined {
-        if let Some(until) =
-            state
-                .combined
-                .locked_until(limits.max_failures, limits.lockout_seconds, now)
-        {
-            return Ok(Outcome::Locked { until });
+    let lockout = Lockout {
+        max_failures: limits.max_failures,
+        lockout_seconds: limits.lockout_seconds,
+        combined: answers.combined.is_some(),
+    };
+    let mut proof = None;
+    let mut denial = Denial::NoCode;
+    let settled = attempt.settle(record, clock, &lockout, &mut |current| {
+        Ok(
+            match check(
+                record,
+                answer.as_ref().map(|a| a.as_slice()),
+                current,
+                limits,
+                login.session,
+            )? {
+                Ok((accepted, verified)) => {
+                    proof = Some(verified);
+                    store::Verdict::Accepted(accepted)
+                }
+                // An answer that cannot be a code guesses nothing, so it does not count
+                // towards the lockout: sshd answers for root under PermitRootLogin
+                // prohibit-password with a fixed bogus string, which must not lock root out.
+                Err(Denial::NoCode) => store::Verdict::NoCode,
+                Err(wrong) => {
+                    denial = wrong;
+                    store::Verdict::Wrong
+                }
+            },
+        )
+    })?;
+    Ok(match settled {
+        Settled::Accepted => match proof {
+            Some(proof) => Outcome::Success(proof),
+            None => Outcome::Failed(Failure::System(
+                "the store accepted a login no code check verified".into(),
+            )),
+        },
+        Settled::Replayed => Outcome::Denied(Denial::Rejected(Rejection::Replayed)),
+        Settled::Locked { until } => Outcome::Locked { until },
+        Settled::Revoked => Outcome::Denied(Denial::Revoked),
+        Settled::NoCode => Outcome::Denied(Denial::NoCode),
+        Settled::Denied { locked_until } => {
+            // The wrong code that locks: say so now, not only at the next attempt.
+            if let (Some(until), false, false) = (locked_until, lockout.combined, request.silent) {
+                let _ = answers.conv.error(&locked_message(until));
+            }
+            Outcome::Denied(denial)
         }
-    }
-    let code = answer
-        .as_deref()
-        .and_then(|a| Code::parse(a, record.digits));
-    let candidate = answer.as_deref().and_then(|a| recovery::normalize(a));
-    let verified = match (&code, candidate) {
-        (Some(code), _) => match record.kind {
-            Kind::Totp => {
-                let params = TotpParams {
-                    window: limits.window.steps(record.window),
-                    ..record.totp_params()
-                };
-                verify_totp(
-                    record.secret.as_bytes(),
-                    &params,
-                    code,
-                    now,
-                    state.last_step,
-                )
-                .map(Proof::Code)
-                .map_err(|rejection| {
-                    match (
-                        rejection,
-                        near_miss(
-                            record.secret.as_bytes(),
-                            &params,
-                            code,
-                            now,
-                            state.last_step,
-                            NEAR_MISS_STEPS,
-                        ),
+    })
+}
+
+/// The answer checked against the record and the account's state of the moment: what
+/// the store must mark used and the proof of it, or why it is refused.
+fn check(
+    record: &Record,
+    answer: Option<&[u8]>,
+    current: &Current<'_>,
+    limits: &Limits,
+    session: Option<u32>,
+) -> Result<Result<(Accepted, Proof), Denial>, StoreError> {
+    let now = current.now;
+    let state = current.state;
+    let accepted = |used| Accepted { used, session };
+    let code = answer.and_then(|a| Code::parse(a, record.digits));
+    let Some(code) = code else {
+        // Only answers that cannot be codes may be recovery codes.
+        let Some(candidate) = answer.and_then(recovery::normalize) else {
+            return Ok(Err(Denial::NoCode));
+        };
+        let hashes = (current.recovery_hashes)()?;
+        return Ok(match recovery::find(&hashes, &candidate) {
+            Some(used) => {
+                let left = hashes.len().saturating_sub(1);
+                let burned = Used::RecoveryHash(used.hash.clone());
+                Ok((accepted(burned), Proof::Recovery { used, left }))
+            }
+            None => Err(Denial::WrongRecoveryCode),
+        });
+    };
+    Ok(match record.kind {
+        Kind::Totp => {
+            let params = TotpParams {
+                window: limits.window.steps(record.window),
+                ..record.totp_params()
+            };
+            let secret = record.secret.as_bytes();
+            match verify_totp(secret, &params, &code, now, state.last_step) {
+                Ok(verified) => {
+                    let step = verified.accepted();
+                    let clock_offset = step_offset(step, now, record.period);
+                    let used = Used::Step { step, clock_offset };
+                    Ok((accepted(used), Proof::Code(verified)))
+                }
+                Err(rejection) => Err(
+                    match near_miss(
+                        secret,
+                        &params,
+                        &code,
+                        now,
+                        state.last_step,
+                        NEAR_MISS_STEPS,
                     ) {
-                        (Rejection::WrongCode, Some(steps)) => Denial::NearMiss {
+                        Some(steps) if rejection == Rejection::WrongCode => Denial::NearMiss {
                             steps,
                             period: params.period,
                         },
                         _ => Denial::Rejected(rejection),
-                    }
-                })
+                    },
+                ),
             }
-            // The policy's window bounds HOTP too, as counters looked ahead.
-            Kind::Hotp => verify_hotp(
-                record.secret.as_bytes(),
-                record.algorithm,
-                record.digits,
-                state.next_counter,
-                limits.window.steps(record.window),
-                code,
-            )
-            .map(Proof::Code)
-            .map_err(Denial::Rejected),
+        }
+        // The policy's window bounds HOTP too, as counters looked ahead.
+        Kind::Hotp => match verify_hotp(
+            record.secret.as_bytes(),
+            record.algorithm,
+            record.digits,
+            state.next_counter,
+            limits.window.steps(record.window),
+            &code,
+        ) {
+            Ok(verified) => Ok((
+                accepted(Used::Counter(verified.accepted())),
+                Proof::Code(verified),
+            )),
+            Err(rejection) => Err(Denial::Rejected(rejection)),
         },
-        (None, Some(candidate)) => {
-            // The slow hash runs under the state lock, so two logins with one recovery
-            // code cannot both burn it. Only answers that cannot be codes get here.
-            let hashes = store.recovery_hashes(&name)?;
-            match recovery::find(&hashes, &candidate) {
-                Some(used) => {
-                    // Burned in place, in space the file has: works on a full disk.
-                    store.burn_recovery_hash(&name, &used.hash)?;
-                    let left = hashes.len().saturating_sub(1);
-                    Ok(Proof::Recovery { used, left })
-                }
-                None => Err(Denial::WrongRecoveryCode),
-            }
-        }
-        (None, None) => Err(Denial::NoCode),
-    };
-    match verified {
-        Ok(proof) => {
-            let mut new_state = State {
-                failures: 0,
-                failure_window_start: 0,
-                locked_until: 0,
-                last_success: now,
-                combined: FailureCount::default(),
-                ..state
-            };
-            if let Proof::Code(verified) = &proof {
-                match record.kind {
-                    Kind::Totp => {
-                        new_state.last_step = Some(verified.accepted());
-                        new_state.clock_offset =
-                            Some(step_offset(verified.accepted(), now, record.period));
-                    }
-                    Kind::Hotp => new_state.next_counter = verified.accepted().saturating_add(1),
-                }
-            }
-            new_state.verified_session = session;
-            new_state.verified_at = now;
-            // Durable before PAM_SUCCESS: a code that cannot be marked used is refused.
-            state_file.write(&new_state)?;
-            Ok(Outcome::Success(proof))
-        }
-        // An answer that cannot be a code guesses nothing, so it does not count towards
-        // the lockout: sshd answers for root under PermitRootLogin prohibit-password with
-        // a fixed bogus string, which must not lock root out.
-        Err(Denial::NoCode) => Ok(Outcome::Denied(Denial::NoCode)),
-        Err(denial) => {
-            // Counted durably: a failure that cannot be counted is an error, not a retry.
-            let new_state = if combined {
-                State {
-                    combined: state.combined.after_failure(limits.lockout_seconds, now),
-                    ..state
-                }
-            } else {
-                state.after_failure(limits.max_failures, limits.lockout_seconds, now)
-            };
-            state_file.write(&new_state)?;
-            // The wrong code that locks: say so now, not only at the next attempt.
-            if new_state.locked_at(now) && !combined && !request.silent {
-                let _ = conv.conv.error(&locked_message(new_state.locked_until));
-            }
-            Ok(Outcome::Denied(denial))
-        }
-    }
+    })
 }
 
 /// Tells the user that the second factor is locked, until when (local time) and who can
@@ -737,17 +815,16 @@ fn remembered(decision: &Decision, state: &State, session: Option<u32>, now: u64
 /// the same failure delay), so enrollment cannot be used to guess codes at speed.
 fn enroll_at_login(
     answers: &mut Answers<'_>,
-    store: &Store,
-    name: &UserName,
+    store: &dyn Store,
+    login: &Login,
     request: &Request,
-    decision: &Decision,
-    session: Option<u32>,
     clock: &dyn Clock,
 ) -> Result<Outcome, Failure> {
     if request.silent {
         return Ok(Outcome::Denied(Denial::EnrollmentSilenced));
     }
-    let limits = &decision.limits;
+    let name = &login.name;
+    let limits = &login.decision.limits;
     // Read without creating: only a counted wrong code writes to the store.
     if let Some(state) = store.peek_state(name)? {
         if state.locked_at(clock.now()) {
@@ -795,20 +872,15 @@ fn enroll_at_login(
         Ok(verified) => verified,
         Err(rejection) => {
             // Counted durably, as a wrong code of an enrolled account is.
-            let mut state_file = store.lock_state(name)?;
-            let state = state_file.read()?;
-            let now = clock.now();
-            if state.locked_at(now) {
-                return Ok(Outcome::Locked {
-                    until: state.locked_until,
-                });
-            }
-            state_file.write(&state.after_failure(
-                limits.max_failures,
-                limits.lockout_seconds,
-                now,
-            ))?;
-            return Ok(Outcome::Denied(Denial::Rejected(rejection)));
+            let lockout = Lockout {
+                max_failures: limits.max_failures,
+                lockout_seconds: limits.lockout_seconds,
+                combined: false,
+            };
+            return Ok(match store.count_failure(name, clock, &lockout)? {
+                Settled::Locked { until } => Outcome::Locked { until },
+                _ => Outcome::Denied(Denial::Rejected(rejection)),
+            });
         }
     };
     let (codes, hashes) = recovery::generate().map_err(|e| Failure::System(e.to_string()))?;
@@ -816,7 +888,7 @@ fn enroll_at_login(
         last_step: Some(verified.accepted()),
         clock_offset: Some(step_offset(verified.accepted(), now, record.period)),
         last_success: now,
-        verified_session: session,
+        verified_session: login.session,
         verified_at: now,
         ..State::default()
     };
@@ -1074,6 +1146,7 @@ mod tests {
             Outcome::Denied(Denial::NotEnrolled),
             Outcome::Denied(Denial::Rejected(Rejection::Replayed)),
             Outcome::UnknownUser,
+            Outcome::Relay,
         ];
         for outcome in failures {
             let status = outcome.status();

@@ -35,7 +35,8 @@ pub mod qr;
 pub mod recovery;
 /// Key material in zeroizing memory.
 pub mod secret;
-/// The secret store: records, state, locking and safe file opening.
+/// The secret store: one interface (records, replay ledger, lockout, recovery codes) and
+/// its backends.
 pub mod store;
 /// Who may control the policy and the directories above it and above the store.
 pub mod trusted_path;

@@ -9,12 +9,12 @@ use std::process::Command;
 use super::CliError;
 use crate::accounts::{self, Account, AccountError, Names};
 use crate::policy::{self, Policy};
-use crate::store::Store;
+use crate::store::{FileStore, Store, StoreError};
 use crate::username::UserName;
 
 /// The store of a policy, and an account that NSS knows.
 pub struct Target {
-    pub store: Store,
+    pub store: Box<dyn Store>,
     pub user: UserName,
 }
 
@@ -65,21 +65,23 @@ pub fn policy_names(policy: &Policy) -> Result<Names, CliError> {
 }
 
 /// Opens the policy's store; an ownership error says who must run the command.
-pub fn open_store(policy: &Policy) -> Result<Store, CliError> {
-    Store::open(&policy.store_dir).map_err(owner_hint)
+pub fn open_store(policy: &Policy) -> Result<Box<dyn Store>, CliError> {
+    let store = FileStore::open(&policy.store_dir).map_err(owner_hint)?;
+    Ok(Box::new(store))
 }
 
 /// Like `open_store`, creating the directory (mode 0700) when it does not exist.
-pub fn open_or_create_store(policy: &Policy) -> Result<Store, CliError> {
-    Store::open_or_create(&policy.store_dir).map_err(owner_hint)
+pub fn open_or_create_store(policy: &Policy) -> Result<Box<dyn Store>, CliError> {
+    let store = FileStore::open_or_create(&policy.store_dir).map_err(owner_hint)?;
+    Ok(Box::new(store))
 }
 
-fn owner_hint(e: crate::store::StoreError) -> CliError {
+fn owner_hint(e: StoreError) -> CliError {
     match &e {
-        crate::store::StoreError::Owner { uid, .. } => CliError::new(format!(
+        StoreError::Owner { uid, .. } => CliError::new(format!(
             "{e}; run pam-mfa as the store's owner (uid {uid}), normally root"
         )),
-        crate::store::StoreError::Io {
+        StoreError::Io {
             errno: nix::errno::Errno::EACCES,
             ..
         } => CliError::new(format!("{e}; run pam-mfa as root")),

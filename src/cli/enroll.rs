@@ -125,7 +125,7 @@ pub fn run(args: &EnrollArgs) -> Result<(), CliError> {
     let label = args.label.clone().unwrap_or_else(|| user.to_string());
     let uri = otpauth(&record, &issuer, &label);
     for image in [&args.qr_png, &args.qr_svg].into_iter().flatten() {
-        outside_the_store(image, store.path())?;
+        outside_the_store(image, &policy.store_dir)?;
     }
     let images = show(&uri, args)?;
     // The images hold the secret: they go again when the enrollment is not saved.

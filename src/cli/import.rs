@@ -98,7 +98,7 @@ fn from_uri(args: &UriArgs) -> Result<(), CliError> {
     let line = read_line("otpauth URI")?;
     let parsed = otpauth::parse(&line).map_err(CliError::new)?;
     if !args.force {
-        match compare_enrolled(&store, &user, &parsed.record)? {
+        match compare_enrolled(&*store, &user, &parsed.record)? {
             Enrolled::No => {}
             Enrolled::Same => {
                 println!("unchanged {user}: enrolled with this secret already");
@@ -149,7 +149,11 @@ enum Enrolled {
 
 /// Compares what an import would save with what the store holds; secrets in constant
 /// time.
-fn compare_enrolled(store: &Store, user: &UserName, new: &Record) -> Result<Enrolled, CliError> {
+fn compare_enrolled(
+    store: &dyn Store,
+    user: &UserName,
+    new: &Record,
+) -> Result<Enrolled, CliError> {
     let Some(old) = store.record(user)? else {
         return Ok(Enrolled::No);
     };
@@ -183,7 +187,7 @@ fn google(args: &GoogleArgs) -> Result<(), CliError> {
                 vec![account.uid],
             ),
         };
-        return match import_one(&store, &user, &path, &owners, args.force)? {
+        return match import_one(&*store, &user, &path, &owners, args.force)? {
             Result1::Imported(what) => {
                 println!("imported {user}: {what}");
                 Ok(())
@@ -209,7 +213,7 @@ fn google(args: &GoogleArgs) -> Result<(), CliError> {
         progress.update(index);
         let outcome = match UserName::parse(name) {
             Ok(user) => import_one(
-                &store,
+                &*store,
                 &user,
                 &home.join(".google_authenticator"),
                 &[*uid],
@@ -257,7 +261,7 @@ fn google(args: &GoogleArgs) -> Result<(), CliError> {
 /// Imports one google-authenticator file for `user`. Problems with this account's file
 /// are a skip with a reason; errors of the store stop everything.
 fn import_one(
-    store: &Store,
+    store: &dyn Store,
     user: &UserName,
     path: &Path,
     owners: &[u32],

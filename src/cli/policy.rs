@@ -17,7 +17,7 @@ use crate::accounts::{self, AccountError, NamedId, Names};
 use crate::authenticate::{plan, Plan};
 use crate::clock::{Clock, SystemClock};
 use crate::policy::{self, lint, Context, DecidedBy, Mode, Policy, Rule, Via, Window};
-use crate::store::{Store, StoreError};
+use crate::store::{FileStore, StoreError};
 use crate::username::UserName;
 
 #[derive(Subcommand, Debug)]
@@ -89,7 +89,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
     let mut errors = 0;
     let mut warnings = 0;
 
-    if let Err(e) = Store::open(&policy.store_dir) {
+    if let Err(e) = FileStore::open(&policy.store_dir) {
         let hint = match &e {
             StoreError::Io {
                 errno: Errno::EACCES,
@@ -246,7 +246,7 @@ fn check_stacks(pam_dir: &Path, policy: &Policy) -> usize {
         let Ok(user) = UserName::parse(&name) else {
             return true;
         };
-        Store::open(&policy.store_dir)
+        FileStore::open(&policy.store_dir)
             .and_then(|store| store.is_enrolled(&user))
             .unwrap_or(true)
     };

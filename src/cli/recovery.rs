@@ -37,9 +37,9 @@ pub fn run(args: &RecoveryArgs) -> Result<(), CliError> {
     let policy = policy::load(&args.config.config)?;
     let store = open_store(&policy)?;
     let users = if args.all_missing {
-        without_codes(&store)?
+        without_codes(&*store)?
     } else {
-        named(&store, &args.users)?
+        named(&*store, &args.users)?
     };
     if users.is_empty() {
         println!("every enrolled account has recovery codes left; nothing to do");
@@ -60,9 +60,7 @@ pub fn run(args: &RecoveryArgs) -> Result<(), CliError> {
     for (index, user) in users.iter().enumerate() {
         progress.update(index);
         let (codes, hashes) = recovery::generate()?;
-        let guard = store.lock_state(user)?;
-        store.write_recovery_hashes(user, &hashes)?;
-        drop(guard);
+        store.replace_recovery_hashes(user, &hashes)?;
         progress.clear();
         if users.len() > 1 {
             println!("{user}:");
@@ -89,7 +87,7 @@ pub fn print_codes(codes: &[RecoveryCode]) {
 
 /// The named accounts, each known to NSS and enrolled; checked all before any changes,
 /// so a typo in the tenth name changes nothing.
-fn named(store: &Store, names: &[String]) -> Result<Vec<UserName>, CliError> {
+fn named(store: &dyn Store, names: &[String]) -> Result<Vec<UserName>, CliError> {
     let mut users: Vec<UserName> = Vec::with_capacity(names.len());
     for name in names {
         let user = UserName::parse(name)?;
@@ -107,7 +105,7 @@ fn named(store: &Store, names: &[String]) -> Result<Vec<UserName>, CliError> {
 }
 
 /// Enrolled accounts with no unused recovery code.
-fn without_codes(store: &Store) -> Result<Vec<UserName>, CliError> {
+fn without_codes(store: &dyn Store) -> Result<Vec<UserName>, CliError> {
     let mut users = Vec::new();
     for user in store.enrolled_users()? {
         if store.recovery_hashes(&user)?.is_empty() {

@@ -31,10 +31,8 @@ pub fn run(args: &RemoveArgs) -> Result<(), CliError> {
         &format!("Remove the second factor of {user}? A required account then cannot log in."),
         args.yes,
     )?;
-    // Under the state lock, so no login of the account is half-way through.
-    let guard = target.store.lock_state(user)?;
+    // Atomic with respect to the account's logins: none is half-way through.
     target.store.remove(user)?;
-    drop(guard);
     println!("{user}: second factor removed");
     Ok(())
 }

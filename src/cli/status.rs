@@ -121,10 +121,10 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
     let policy = policy::load(&args.config.config)?;
     let store = open_store(&policy)?;
     if args.missing {
-        return missing(&policy, &store, args.json);
+        return missing(&policy, &*store, args.json);
     }
     let users = if let Some(serial) = &args.serial {
-        let holders = token_holders(&store, serial.trim())?;
+        let holders = token_holders(&*store, serial.trim())?;
         if holders.is_empty() {
             return Err(CliError::new(format!(
                 "no account has the token with serial number {}",
@@ -323,7 +323,7 @@ fn problems(rows: &[Row]) -> Result<(), CliError> {
 
 /// `status --missing`: the accounts, of all NSS enumerates, that some login may ask for a
 /// code and that have no secret, with the reason (or the error that hides it).
-fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), CliError> {
+fn missing(policy: &policy::Policy, store: &dyn Store, json: bool) -> Result<(), CliError> {
     // NSS may not enumerate directory accounts (SSSD's default enumerate = false): the
     // users that required rules name, and the listed members of their groups, count too.
     let mut candidates: Vec<String> = all_accounts()?.into_iter().map(|(n, _, _)| n).collect();
@@ -389,7 +389,7 @@ fn missing(policy: &policy::Policy, store: &Store, json: bool) -> Result<(), Cli
 /// The enrolled accounts whose record names the token `serial`. A record that cannot be
 /// read is an error, so that a lost token is never reported as assigned to no one while a
 /// record hides it.
-fn token_holders(store: &Store, serial: &str) -> Result<Vec<UserName>, CliError> {
+fn token_holders(store: &dyn Store, serial: &str) -> Result<Vec<UserName>, CliError> {
     let mut holders = Vec::new();
     for user in store.enrolled_users()? {
         let Some(record) = store.record(&user)? else {

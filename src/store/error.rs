@@ -54,6 +54,8 @@ pub enum StoreError {
     AlreadyEnrolled { user: String },
     /// A file that was there a moment ago is gone.
     Vanished,
+    /// The account's HOTP state cannot be read, and its counter cannot be rebuilt.
+    CounterLost { path: PathBuf, user: String },
 }
 
 impl fmt::Display for StoreError {
@@ -118,6 +120,11 @@ impl fmt::Display for StoreError {
             }
             Self::Exists { path } => write!(f, "{}: exists already", path.display()),
             Self::Vanished => f.write_str("a store file disappeared during the login"),
+            Self::CounterLost { path, user } => write!(
+                f,
+                "{}: the HOTP counter is lost; re-enroll {user} with pam-mfa enroll --force",
+                path.display()
+            ),
             Self::AlreadyEnrolled { user } => write!(
                 f,
                 "{user} is enrolled already; use --force to replace the secret"

@@ -1,354 +1,223 @@
-//! The secret store: one root-owned directory, a secret record per account
-//! (`<user>.toml`, written only by the admin command), a separate state file per
-//! account (`<user>.state`, the replay and failure state that logins update) and the
-//! hashes of its unused recovery codes (`<user>.recovery`).
+//! The secret store: one interface, [`Store`], to what is kept per account (the secret
+//! record, the replay ledger and lockout [`State`], the recovery-code hashes), and its
+//! backends: [`file`] (a root-owned directory on this host) and, for fleets, a database.
+//!
+//! The module and the admin command use only the trait; a backend is chosen by the
+//! policy and opened in one place. Every backend keeps the contract written on the trait.
 
 #![forbid(unsafe_code)]
 
 mod error;
-mod fs;
+pub mod file;
 pub mod record;
 pub mod state;
 
-use std::path::{Path, PathBuf};
-
 pub use error::StoreError;
+pub use file::{FileStore, MAX_RECOVERY_CODES, NAME_OVERHEAD};
 pub use record::{Kind, Record};
-pub use state::{FailureCount, State, StateFile};
+pub use state::{FailureCount, State};
 
-use crate::recovery::HASH_LEN;
+use crate::clock::Clock;
+use crate::policy::Policy;
 use crate::username::UserName;
-use fs::{Dir, MAX_FILE_BYTES};
 
-/// The first line of a recovery file.
-const RECOVERY_HEADER: &str = "# pam-mfa recovery codes: Argon2id hashes, one per unused code\n";
-/// The most recovery codes an account can hold: as many hashes as fit in a recovery file
-/// the store reads back (64 KiB). Imports refuse more before hashing any.
-pub const MAX_RECOVERY_CODES: usize = (MAX_FILE_BYTES - RECOVERY_HEADER.len()) / (HASH_LEN + 1);
+/// The store backends one process may open. The module opens only [`FileOnly`], so that
+/// its build references no database client (the linker drops what nothing reaches); the
+/// privileged helper and the admin command open every backend built in.
+pub trait Backends {
+    /// Whether this process opens the store `policy` names.
+    fn opens(&self, policy: &Policy) -> bool;
 
-/// An opened, checked store directory. Every file in it is opened relative to this
-/// handle, so a store path swapped for a symlink after the check changes nothing.
-pub struct Store {
-    dir: Dir,
+    /// Opens the store `policy` names (call `opens` first): checked, ready, fail closed.
+    fn open(&self, policy: &Policy) -> Result<Box<dyn Store>, StoreError>;
 }
 
-impl Store {
-    /// Opens an existing store. It must be a real directory (not a symlink) owned by the
-    /// effective uid with no group or other permissions.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Ok(Store {
-            dir: Dir::open(path)?,
-        })
+/// The file backend alone.
+pub struct FileOnly;
+
+impl Backends for FileOnly {
+    fn opens(&self, _policy: &Policy) -> bool {
+        true
     }
 
-    /// Opens the store, first creating the directory with mode 0700 if it does not
-    /// exist (its parent must). For the admin command.
-    pub fn open_or_create(path: &Path) -> Result<Store, StoreError> {
-        Ok(Store {
-            dir: Dir::open_or_create(path)?,
-        })
+    fn open(&self, policy: &Policy) -> Result<Box<dyn Store>, StoreError> {
+        Ok(Box::new(FileStore::open(&policy.store_dir)?))
     }
+}
 
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn record_path(&self, user: &UserName) -> PathBuf {
-        self.path().join(record_name(user))
-    }
-
+/// What every backend of the store provides.
+///
+/// The contract a backend must meet:
+/// - **Fail closed.** Any doubt (unreachable, timed out, a row or file that does not read
+///   back, a write not known to be durable) is an `Err`, never a default: the module turns
+///   every error into a refusal. A code is accepted only once its use is durable.
+/// - **One decision per login, atomic.** [`Attempt::settle`] is the only way a login
+///   changes the store; between its refusal checks (locked, revoked) and its write no
+///   other login of the account may decide, on this host or any other.
+/// - **Nothing held while the user types.** [`Store::begin`] returns with no lock and no
+///   transaction open; `settle` takes whatever it needs afresh.
+/// - **Ledgers never go back.** A TOTP step, once used, stays used for the account, even
+///   across a new secret; an HOTP counter never goes back for the same secret; a burned
+///   recovery code never works again.
+/// - **No secret in an error.** Errors name the account and where, never a secret or code.
+pub trait Store {
     /// The account's secret record, or None when it is not enrolled.
-    pub fn record(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
-        let name = record_name(user);
-        let Some(contents) = self.dir.read_file(&name)? else {
-            return Ok(None);
-        };
-        Record::parse(&contents, &self.dir.path().join(&name)).map(Some)
-    }
+    fn record(&self, user: &UserName) -> Result<Option<Record>, StoreError>;
 
-    /// Opens (creating if needed) the account's state file and locks it. The lock is
-    /// held until the returned handle is dropped; read the state only after this.
-    pub fn lock_state(&self, user: &UserName) -> Result<StateFile, StoreError> {
-        StateFile::open_locked(&self.dir, &state_name(user))
-    }
-
-    /// The account's state, without creating a state file; None when it has none.
-    pub fn peek_state(&self, user: &UserName) -> Result<Option<State>, StoreError> {
-        match StateFile::open_existing(&self.dir, &state_name(user))? {
-            Some(mut file) => file.read().map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Whether the account has a record (without parsing it).
-    pub fn is_enrolled(&self, user: &UserName) -> Result<bool, StoreError> {
-        Ok(self
-            .dir
-            .open_file(&record_name(user), nix::fcntl::OFlag::O_RDONLY)?
-            .is_some())
-    }
-
-    /// Removes the account's record and state; false if it had neither.
-    ///
-    /// Also removes the account's temporary files that a killed `pam-mfa` left behind
-    /// (`.alice.toml.PID.RANDOM.tmp`): they may hold a secret. Logins never delete them.
-    pub fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
-        // Under the state lock, which a login holds from its second look at the record to
-        // its last write: a login in flight sees the secret or its absence, never a half.
-        // (Best effort: a damaged state file must not keep the record from going.)
-        let _held = StateFile::open_existing(&self.dir, &state_name(user))
-            .ok()
-            .flatten();
-        let record = self.dir.remove(&record_name(user))?;
-        let state = self.dir.remove(&state_name(user))?;
-        let recovery = self.dir.remove(&recovery_name(user))?;
-        let prefixes = [
-            format!(".{}.", record_name(user)),
-            format!(".{}.", recovery_name(user)),
-        ];
-        // `PID.RANDOM.tmp` after the prefix, exactly, so that another account whose name
-        // begins the same way keeps its files.
-        let temporary = |rest: &str| {
-            let mut parts = rest.split('.');
-            matches!(
-                (parts.next(), parts.next(), parts.next(), parts.next()),
-                (Some(pid), Some(random), Some("tmp"), None)
-                    if !pid.is_empty()
-                        && pid.bytes().all(|b| b.is_ascii_digit())
-                        && random.len() == 12
-                        && random.bytes().all(|b| b.is_ascii_hexdigit())
-            )
-        };
-        for name in self.dir.names()? {
-            let ours = prefixes
-                .iter()
-                .any(|p| name.strip_prefix(p.as_str()).is_some_and(temporary));
-            if ours {
-                self.dir.remove(&name)?;
-            }
-        }
-        Ok(record || state || recovery)
-    }
+    /// Whether the account has a record (without reading its secret).
+    fn is_enrolled(&self, user: &UserName) -> Result<bool, StoreError>;
 
     /// Every account name that has a record, sorted.
-    pub fn enrolled_users(&self) -> Result<Vec<UserName>, StoreError> {
-        let mut users: Vec<UserName> = self
-            .dir
-            .names()?
-            .iter()
-            .filter_map(|n| n.strip_suffix(".toml"))
-            .filter_map(|n| UserName::parse(n).ok())
-            .collect();
-        users.sort();
-        Ok(users)
-    }
+    fn enrolled_users(&self) -> Result<Vec<UserName>, StoreError>;
 
-    /// Saves a new enrollment under the account's state lock: the record (replacing an
-    /// existing one only if `replace`), a fresh `state` (a TOTP step never goes back,
-    /// even across a new secret; an HOTP counter never goes back for the same secret) and the recovery-code hashes.
-    ///
-    /// A replacement first empties the old recovery codes, so that a crash at any point
-    /// leaves either the old secret or the new one, and never the new secret with the old
-    /// codes (re-enrolling after a lost device must end them).
-    pub fn enroll(
+    /// The account's state without changing anything; None when it has none yet.
+    fn peek_state(&self, user: &UserName) -> Result<Option<State>, StoreError>;
+
+    /// The account's unused recovery-code hashes; empty when it has none.
+    fn recovery_hashes(&self, user: &UserName) -> Result<Vec<String>, StoreError>;
+
+    /// Saves an enrollment, atomically with respect to logins of the account: the record
+    /// (an existing one is an error, [`StoreError::AlreadyEnrolled`], unless `replace`),
+    /// `state` merged with the old ledger (a TOTP step never goes back; an HOTP counter
+    /// never goes back for the same secret), and the recovery-code hashes. A replaced
+    /// secret never keeps the old recovery codes, even after a crash.
+    fn enroll(
         &self,
         user: &UserName,
         record: &Record,
-        mut state: State,
+        state: State,
         recovery_hashes: &[String],
         replace: bool,
-    ) -> Result<(), StoreError> {
-        let mut state_file = self.lock_state(user)?;
-        let old = match state_file.read() {
-            Ok(old) => old,
-            // A damaged state file: the new enrollment starts it over.
-            Err(StoreError::State { .. }) => {
-                state_file.reset()?;
-                State::default()
-            }
-            Err(e) => return Err(e),
-        };
-        if record.kind == Kind::Totp {
-            state.last_step = state.last_step.max(old.last_step);
-        }
-        // The same HOTP token again (a re-import with --force) must not wind its counter
-        // back, or codes used before would work again; a new secret starts a new ledger.
-        if record.kind == Kind::Hotp && self.has_secret(user, record)? {
-            state.next_counter = state.next_counter.max(old.next_counter);
-        }
-        if replace && self.is_enrolled(user)? {
-            self.write_recovery_hashes(user, &[])?;
-        }
-        self.write_record(user, record, replace)?;
-        state_file.write(&state)?;
-        self.write_recovery_hashes(user, recovery_hashes)
-    }
+    ) -> Result<(), StoreError>;
 
-    /// Whether the account's record holds `record`'s secret. A record that does not parse
-    /// is being replaced, and holds no secret to keep a ledger for.
-    fn has_secret(&self, user: &UserName, record: &Record) -> Result<bool, StoreError> {
-        match self.record(user) {
-            Ok(Some(old)) => Ok(old.secret.same_as(&record.secret)),
-            Ok(None) | Err(StoreError::Record { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
+    /// Replaces the account's recovery-code hashes, atomically with respect to its logins.
+    fn replace_recovery_hashes(&self, user: &UserName, hashes: &[String])
+        -> Result<(), StoreError>;
 
-    /// The stored recovery-code hashes; empty when the account has none.
-    pub fn recovery_hashes(&self, user: &UserName) -> Result<Vec<String>, StoreError> {
-        let name = recovery_name(user);
-        let Some(contents) = self.dir.read_file(&name)? else {
-            return Ok(Vec::new());
-        };
-        let path = self.dir.path().join(&name);
-        let text = std::str::from_utf8(&contents).map_err(|_| StoreError::Record {
-            path: path.clone(),
-            line: 1,
-            message: "not UTF-8 text".into(),
-        })?;
-        let mut hashes = Vec::new();
-        for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if !line.starts_with("$argon2") {
-                return Err(StoreError::Record {
-                    path,
-                    line: index + 1,
-                    message: "expected an Argon2 hash".into(),
-                });
-            }
-            hashes.push(line.to_owned());
-        }
-        Ok(hashes)
-    }
+    /// Removes the account's record, state and recovery codes, atomically with respect to
+    /// its logins (one in flight ends [`Settled::Revoked`]); false if it had none of them.
+    fn remove(&self, user: &UserName) -> Result<bool, StoreError>;
 
-    /// Burns one recovery code: the first byte of its hash's line, `$`, becomes `#`, which
-    /// makes the line a comment. One byte written in place and `fdatasync`ed needs no new
-    /// space (recovery codes are the way back in when the disk is full), and a crash leaves
-    /// the code whole or burned, never a torn line. The file is rewritten, and the burned
-    /// lines dropped, only by the admin command.
-    pub fn burn_recovery_hash(&self, user: &UserName, hash: &str) -> Result<(), StoreError> {
-        use std::io::Read;
-        use std::os::unix::fs::FileExt;
-        let name = recovery_name(user);
-        let path = self.dir.path().join(&name);
-        let Some((file, size)) = self.dir.open_file(&name, nix::fcntl::OFlag::O_RDWR)? else {
-            return Err(StoreError::Vanished);
-        };
-        if size > fs::MAX_FILE_BYTES as u64 {
-            return Err(StoreError::TooLarge { path });
-        }
-        let mut contents = Vec::with_capacity(size as usize + 1);
-        (&file)
-            .take(fs::MAX_FILE_BYTES as u64 + 1)
-            .read_to_end(&mut contents)
-            .map_err(|e| fs::io(&path, "read", fs::errno_of(&e)))?;
-        let mut offset = 0;
-        let mut found = None;
-        for line in contents.split_inclusive(|&b| b == b'\n') {
-            let start = line
-                .iter()
-                .position(|b| !b.is_ascii_whitespace())
-                .unwrap_or(line.len());
-            if line[start..].trim_ascii_end() == hash.as_bytes() {
-                found = Some(offset + start);
-                break;
-            }
-            offset += line.len();
-        }
-        let Some(at) = found else {
-            return Err(StoreError::Vanished);
-        };
-        file.write_all_at(b"#", at as u64)
-            .map_err(|e| fs::io(&path, "write", fs::errno_of(&e)))?;
-        file.sync_data()
-            .map_err(|e| fs::io(&path, "sync", fs::errno_of(&e)))
-    }
+    /// Clears the account's failure counts and lock, keeping its ledger; a state that
+    /// cannot be read is started over with every TOTP step up to `now` (plus the record's
+    /// window) used, and is an error for HOTP ([`StoreError::CounterLost`]). False when
+    /// the account has no record.
+    fn unlock(&self, user: &UserName, now: u64) -> Result<bool, StoreError>;
 
-    /// Replaces the account's recovery-code hashes, atomically and durably.
-    pub fn write_recovery_hashes(
+    /// Starts a login of an enrolled account: its state as it is now, for the checks
+    /// before the prompt (locked, a remembered session). Holds no lock and no transaction
+    /// when it returns.
+    fn begin<'s>(&'s self, user: &UserName) -> Result<Box<dyn Attempt + 's>, StoreError>;
+
+    /// Counts one wrong code for an account that has no record yet (a wrong first code of
+    /// an enrollment at login), atomically, like [`Attempt::settle`]'s `Wrong`. Returns
+    /// [`Settled::Locked`] (nothing counted) or [`Settled::Denied`].
+    fn count_failure(
         &self,
         user: &UserName,
-        hashes: &[String],
-    ) -> Result<(), StoreError> {
-        let mut text = String::from(RECOVERY_HEADER);
-        for hash in hashes {
-            text.push_str(hash);
-            text.push('\n');
-        }
-        self.dir
-            .write_atomic(&recovery_name(user), text.as_bytes(), true)
-    }
+        clock: &dyn Clock,
+        lockout: &Lockout,
+    ) -> Result<Settled, StoreError>;
+}
 
-    /// Writes the account's record atomically and durably. Unless `replace`, an existing
-    /// record is an error and is left untouched.
-    pub fn write_record(
-        &self,
-        user: &UserName,
+/// A login between [`Store::begin`] and its one decision.
+pub trait Attempt {
+    /// The account's state when the login began.
+    fn state(&self) -> &State;
+
+    /// Decides the login, atomically, with the user's answer already in hand:
+    /// 1. refuses, without calling `check`, an account locked at the store's `now`
+    ///    ([`Settled::Locked`]), one whose secret is no longer `record`'s
+    ///    ([`Settled::Revoked`]: removed or replaced while the user typed), and, for a
+    ///    `combined` login, one whose combined count locks;
+    /// 2. calls `check` once with the state as it is now;
+    /// 3. makes the verdict durable: [`Verdict::Accepted`] through
+    ///    [`State::after_success`], and the recovery hash it names burned, only if the
+    ///    step, counter or hash is still unused (else [`Settled::Replayed`], counted as a
+    ///    wrong code); [`Verdict::Wrong`] through [`State::after_wrong`];
+    ///    [`Verdict::NoCode`] changes nothing.
+    ///
+    /// The file backend does this under the account's lock. A database reserves the
+    /// attempt first (one UPDATE that counts it as a failure and refuses when locked),
+    /// then accepts through a conditional UPDATE (`... AND last_step < $2`: 0 rows is
+    /// `Replayed`), or gives the reservation back for `NoCode`. Either way parallel logins
+    /// on any number of hosts accept one code once, and never count more than
+    /// `max_failures` wrong codes before the lock.
+    fn settle(
+        self: Box<Self>,
         record: &Record,
-        replace: bool,
-    ) -> Result<(), StoreError> {
-        let text = record.to_text();
-        self.dir
-            .write_atomic(&record_name(user), text.as_bytes(), replace)
-            .map_err(|e| match e {
-                StoreError::Exists { .. } => StoreError::AlreadyEnrolled {
-                    user: user.to_string(),
-                },
-                other => other,
-            })
-    }
+        clock: &dyn Clock,
+        lockout: &Lockout,
+        check: &mut dyn FnMut(&Current<'_>) -> Result<Verdict, StoreError>,
+    ) -> Result<Settled, StoreError>;
 }
 
-/// The most the store adds to an account's name in a file name: the temporary file
-/// `.NAME.recovery.PID.RANDOM.tmp` (a pid has at most 7 digits: Linux's pid_max is at most
-/// 2^22, and RANDOM is 12 hex digits). `UserName` keeps names short enough for it.
-pub const NAME_OVERHEAD: usize =
-    ".".len() + ".recovery".len() + ".4194304".len() + ".0123456789ab".len() + ".tmp".len();
-
-fn record_name(user: &UserName) -> String {
-    format!("{user}.toml")
+/// How wrong codes count, from the policy's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    pub max_failures: u32,
+    pub lockout_seconds: u64,
+    /// Code typed with the password (`combined`): counted apart (see [`State::combined`]).
+    pub combined: bool,
 }
 
-fn state_name(user: &UserName) -> String {
-    format!("{user}.state")
+/// What `check` sees: the account's state at the moment of the decision.
+pub struct Current<'a> {
+    pub state: &'a State,
+    /// The store's time of the decision.
+    pub now: u64,
+    /// Reads the unused recovery-code hashes, within the decision (only an answer shaped
+    /// like a recovery code needs them).
+    pub recovery_hashes: &'a dyn Fn() -> Result<Vec<String>, StoreError>,
 }
 
-fn recovery_name(user: &UserName) -> String {
-    format!("{user}.recovery")
+/// The check's answer. The proof of a valid code stays with the caller; the store gets
+/// only what it must mark used.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A valid code: mark it used and clear the failures.
+    Accepted(Accepted),
+    /// A wrong code (or a replayed one, or a wrong recovery code): counted.
+    Wrong,
+    /// No code at all (NULL, empty, not a code's shape): guesses nothing, not counted.
+    NoCode,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A valid answer and what it uses up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub used: Used,
+    /// The audit session that passed, for `remember_seconds`.
+    pub session: Option<u32>,
+}
 
-    /// The bound imports check is the one the store reads back: as many hashes as that
-    /// fit, and not one more.
-    #[test]
-    fn max_recovery_codes_is_what_a_recovery_file_holds() {
-        let (_temp, dir) = fs::temp_store();
-        let store = Store { dir };
-        let user = UserName::parse("alice").unwrap();
-        assert_eq!(
-            MAX_RECOVERY_CODES, 668,
-            "README.md and `pam-mfa import google-authenticator --help` name this bound"
-        );
-        let hash = format!("$argon2id${}", "x".repeat(HASH_LEN - 10));
-        assert_eq!(hash.len(), HASH_LEN);
-        let hashes = vec![hash; MAX_RECOVERY_CODES + 1];
-        store
-            .write_recovery_hashes(&user, &hashes[..MAX_RECOVERY_CODES])
-            .unwrap();
-        assert_eq!(
-            store.recovery_hashes(&user).unwrap().len(),
-            MAX_RECOVERY_CODES
-        );
-        store.write_recovery_hashes(&user, &hashes).unwrap();
-        assert!(matches!(
-            store.recovery_hashes(&user),
-            Err(StoreError::TooLarge { .. })
-        ));
-    }
+/// What a valid answer uses up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Used {
+    /// A TOTP step, and how many steps it lay from the store's clock.
+    Step { step: u64, clock_offset: i32 },
+    /// An HOTP counter (the next one becomes the one after it).
+    Counter(u64),
+    /// A recovery code, by its stored hash: burned.
+    RecoveryHash(String),
+}
+
+/// How a login's decision ended in the store.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The verdict's acceptance is durable: the code is used up, the failures cleared.
+    Accepted,
+    /// The check accepted, but another login used the same step, counter or recovery
+    /// code first (a conditional update changed 0 rows); counted as a wrong code.
+    Replayed,
+    /// Locked until this time; `check` was not called, nothing counted.
+    Locked { until: u64 },
+    /// The record was removed or replaced since the login began; nothing counted.
+    Revoked,
+    /// A wrong code, counted durably; `locked_until` when this one locked the account.
+    Denied { locked_until: Option<u64> },
+    /// No code at all; nothing counted.
+    NoCode,
 }

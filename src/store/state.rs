@@ -1,38 +1,13 @@
-//! Per-account state that logins change: the last accepted step, the HOTP counter and
-//! failure counts. Kept apart from the secret record so a failed write can never
-//! damage the secret.
-//!
-//! The file holds two fixed slots, 4 KiB apart. Each write goes, in place, into the
-//! slot that does not hold the newest state, with a higher sequence number and a
-//! SHA-256 checksum, then `fdatasync`. A crash or torn write can only damage the slot
-//! being written, so the newest complete state always survives; and since the file
-//! never grows after its first write, an update cannot fail with ENOSPC.
+//! Per-account state that logins change, whatever the backend: the last accepted step,
+//! the HOTP counter, failure counts and the lock, and the rules by which a verdict
+//! changes them (the same rules for every backend).
 
 #![forbid(unsafe_code)]
 
-use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use super::{Accepted, Lockout, Used};
 
-use nix::errno::Errno;
-use nix::fcntl::{posix_fallocate, Flock, FlockArg, OFlag};
-use nix::unistd::fsync;
-use sha2::{Digest, Sha256};
-
-use super::fs::{errno_of, io, Dir};
-use super::StoreError;
-
-const MAGIC: &[u8; 4] = b"PMFS";
-const VERSION: u8 = 1;
-const SLOT_LEN: usize = 128;
-const BODY_LEN: usize = 96;
-const SLOT_OFFSETS: [u64; 2] = [0, 4096];
-/// The size of a state file; every byte is reserved when it is created.
-pub const FILE_LEN: u64 = 4096 + SLOT_LEN as u64;
-const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+// The file backend's state file, by the names it had before the backends were split.
+pub use super::file::state::{decode_file, FILE_LEN};
 
 /// What logins remember about an account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -117,396 +92,62 @@ impl State {
     pub fn locked_at(&self, now: u64) -> bool {
         self.locked_until > now
     }
-}
 
-/// An open, exclusively locked state file. The lock goes when this is dropped.
-pub struct StateFile {
-    file: Flock<File>,
-    path: PathBuf,
-    /// Sequence number and slot of the newest valid state, if any.
-    newest: Option<(u64, usize)>,
-    /// Set while the file is new: its directory entry still needs an fsync, through
-    /// this handle on the store directory.
-    unsynced_dir: Option<(OwnedFd, PathBuf)>,
-}
+    /// Until when a login counted by `lockout` is refused at `now` before any code is
+    /// checked: the account's lock, and for `combined` its combined count too.
+    pub fn refused_until(&self, lockout: &Lockout, now: u64) -> Option<u64> {
+        if self.locked_at(now) {
+            return Some(self.locked_until);
+        }
+        if lockout.combined {
+            return self
+                .combined
+                .locked_until(lockout.max_failures, lockout.lockout_seconds, now);
+        }
+        None
+    }
 
-impl StateFile {
-    /// Opens or creates `name` in the store and takes its lock (waiting up to 5 s).
-    pub(super) fn open_locked(dir: &Dir, name: &str) -> Result<StateFile, StoreError> {
-        let path = dir.path().join(name);
-        let (file, length, created) = match dir.open_file(name, OFlag::O_RDWR)? {
-            Some((file, length)) => (file, length, false),
-            None => match dir.create_file(name)? {
-                Some(file) => (file, 0, true),
-                // Created by a parallel login between our two calls.
-                None => match dir.open_file(name, OFlag::O_RDWR)? {
-                    Some((file, length)) => (file, length, false),
-                    None => return Err(io(&path, "open", Errno::ENOENT)),
-                },
-            },
+    /// The state after a valid code at `now`: failures and locks cleared, the step or
+    /// counter used up, the session remembered. (A recovery code is burned apart.)
+    pub fn after_success(&self, accepted: &Accepted, now: u64) -> State {
+        let mut next = State {
+            failures: 0,
+            failure_window_start: 0,
+            locked_until: 0,
+            last_success: now,
+            combined: FailureCount::default(),
+            verified_session: accepted.session,
+            verified_at: now,
+            ..*self
         };
-        let file = lock(file, &path)?;
-        // Reserve every block the file will ever use, so that no later update can fail
-        // for lack of space. Only its creator's fallocate makes it FILE_LEN long; an empty
-        // file (seen again under the lock, as a parallel creator may have grown it) gets
-        // it now. Any other length is damage, which `read` reports: growing it here would
-        // turn a truncated file into a blank, new one.
-        let length = if length == FILE_LEN {
-            length
+        match accepted.used {
+            Used::Step { step, clock_offset } => {
+                next.last_step = Some(step);
+                next.clock_offset = Some(clock_offset);
+            }
+            Used::Counter(counter) => next.next_counter = counter.saturating_add(1),
+            Used::RecoveryHash(_) => {}
+        }
+        next
+    }
+
+    /// The state after a wrong code at `now`: with `combined`, counted apart (it locks
+    /// only that way in); otherwise by `after_failure`.
+    pub fn after_wrong(&self, lockout: &Lockout, now: u64) -> State {
+        if lockout.combined {
+            State {
+                combined: self.combined.after_failure(lockout.lockout_seconds, now),
+                ..*self
+            }
         } else {
-            file.metadata()
-                .map_err(|e| io(&path, "stat", errno_of(&e)))?
-                .len()
-        };
-        if length == 0 {
-            posix_fallocate(&*file, 0, FILE_LEN as i64)
-                .map_err(|e| io(&path, "reserve space for", e))?;
-        }
-        let unsynced_dir = if created {
-            let fd = dir
-                .fd()
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| io(dir.path(), "duplicate the directory handle", errno_of(&e)))?;
-            Some((fd, dir.path().to_owned()))
-        } else {
-            None
-        };
-        Ok(StateFile {
-            file,
-            path,
-            newest: None,
-            unsynced_dir,
-        })
-    }
-
-    /// Opens and locks an existing state file for reading; None when there is none.
-    /// Never creates one (for the read-only admin commands).
-    pub(super) fn open_existing(dir: &Dir, name: &str) -> Result<Option<StateFile>, StoreError> {
-        let path = dir.path().join(name);
-        let Some((file, _)) = dir.open_file(name, OFlag::O_RDWR)? else {
-            return Ok(None);
-        };
-        Ok(Some(StateFile {
-            file: lock(file, &path)?,
-            path,
-            newest: None,
-            unsynced_dir: None,
-        }))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Releases the lock but keeps the file open, checked, for `ParkedState::relock`:
-    /// the login holds no lock while the user types, and opens the file only once.
-    pub fn park(self) -> Result<ParkedState, StoreError> {
-        let file = self
-            .file
-            .unlock()
-            .map_err(|(_, errno)| io(&self.path, "unlock", errno))?;
-        Ok(ParkedState {
-            file,
-            path: self.path,
-            unsynced_dir: self.unsynced_dir,
-        })
-    }
-
-    /// Reads the newest valid state. A new or empty file reads as the default state;
-    /// a file in which no slot is valid and one holds something else is corrupt.
-    pub fn read(&mut self) -> Result<State, StoreError> {
-        let mut contents = [0u8; FILE_LEN as usize + 1];
-        let length = read_at_most(&self.file, &mut contents, 0)
-            .map_err(|e| io(&self.path, "read", errno_of(&e)))?;
-        match decode_file(&contents[..length]) {
-            Ok(Some((seq, slot, state))) => {
-                self.newest = Some((seq, slot));
-                Ok(state)
-            }
-            Ok(None) => {
-                self.newest = None;
-                Ok(State::default())
-            }
-            Err(message) => Err(self.corrupt(message)),
+            self.after_failure(lockout.max_failures, lockout.lockout_seconds, now)
         }
     }
-
-    /// Makes `state` the newest, durably, before returning. Call `read` first.
-    pub fn write(&mut self, state: &State) -> Result<(), StoreError> {
-        let (seq, slot) = match self.newest {
-            Some((seq, slot)) => (seq + 1, 1 - slot),
-            None => (1, 0),
-        };
-        let bytes = encode(seq, state);
-        self.file
-            .write_all_at(&bytes, SLOT_OFFSETS[slot])
-            .map_err(|e| io(&self.path, "write", errno_of(&e)))?;
-        self.file
-            .sync_data()
-            .map_err(|e| io(&self.path, "sync", errno_of(&e)))?;
-        if let Some((fd, path)) = &self.unsynced_dir {
-            fsync(fd).map_err(|e| io(path, "sync the store directory", e))?;
-            self.unsynced_dir = None;
-        }
-        self.newest = Some((seq, slot));
-        Ok(())
-    }
-
-    /// Makes a damaged file FILE_LEN long again, for an admin who resets it (`pam-mfa
-    /// unlock`, a new enrollment); call `write` next. It does not empty the file first,
-    /// which would read as new (no used code, no lock) if the write then failed: the
-    /// blocks are reserved first (a full disk leaves the damage as it was), a longer file
-    /// is cut to length, and the next write outranks any slot still valid. Only a crash
-    /// between the reservation of a short file and that write can leave it reading as new.
-    pub fn reset(&mut self) -> Result<(), StoreError> {
-        posix_fallocate(&*self.file, 0, FILE_LEN as i64)
-            .map_err(|e| io(&self.path, "reserve space for", e))?;
-        let length = self
-            .file
-            .metadata()
-            .map_err(|e| io(&self.path, "stat", errno_of(&e)))?
-            .len();
-        if length > FILE_LEN {
-            self.file
-                .set_len(FILE_LEN)
-                .map_err(|e| io(&self.path, "truncate", errno_of(&e)))?;
-        }
-        let mut contents = [0u8; FILE_LEN as usize];
-        let length = read_at_most(&self.file, &mut contents, 0)
-            .map_err(|e| io(&self.path, "read", errno_of(&e)))?;
-        self.newest = newest_valid_slot(&contents[..length]);
-        Ok(())
-    }
-
-    fn corrupt(&self, message: &str) -> StoreError {
-        StoreError::State {
-            path: self.path.clone(),
-            message: message.to_owned(),
-        }
-    }
-}
-
-/// A state file kept open without its lock (see `StateFile::park`).
-pub struct ParkedState {
-    file: File,
-    path: PathBuf,
-    unsynced_dir: Option<(OwnedFd, PathBuf)>,
-}
-
-impl ParkedState {
-    /// Takes the lock again. Read the state again before writing: other logins may
-    /// have written it meanwhile.
-    pub fn relock(self) -> Result<StateFile, StoreError> {
-        Ok(StateFile {
-            file: lock(self.file, &self.path)?,
-            path: self.path,
-            newest: None,
-            unsynced_dir: self.unsynced_dir,
-        })
-    }
-}
-
-fn lock(mut file: File, path: &Path) -> Result<Flock<File>, StoreError> {
-    let start = Instant::now();
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(locked) => return Ok(locked),
-            Err((returned, Errno::EWOULDBLOCK | Errno::EINTR)) => {
-                if start.elapsed() > LOCK_TIMEOUT {
-                    return Err(StoreError::Busy { path: path.into() });
-                }
-                file = returned;
-                sleep(Duration::from_millis(2));
-            }
-            Err((_, errno)) => return Err(io(path, "lock", errno)),
-        }
-    }
-}
-
-/// Decodes a whole state file: the sequence number, slot and state of its newest valid
-/// slot; None for a new file (no slot written yet, or only a torn first write); an
-/// error when no slot is valid and none is blank, or the file is too long.
-pub fn decode_file(contents: &[u8]) -> Result<Option<(u64, usize, State)>, &'static str> {
-    if contents.len() > FILE_LEN as usize {
-        return Err("is larger than a state file can be");
-    }
-    // Empty: created, not yet reserved. Every other state file is FILE_LEN long from its
-    // first login on; a shorter one was cut, and what it held (the last used step, a
-    // lock) cannot be read as 'nothing yet'.
-    if !contents.is_empty() && contents.len() != FILE_LEN as usize {
-        return Err(
-            "is shorter than a state file; it was damaged outside pam-mfa (pam-mfa unlock resets it)",
-        );
-    }
-    let mut best: Option<(u64, usize, State)> = None;
-    let mut blank = false;
-    for (index, slot) in slots(contents) {
-        if slot.iter().all(|&b| b == 0) {
-            blank = true;
-            continue;
-        }
-        if let Some((seq, state)) = decode(&slot) {
-            if best.as_ref().is_none_or(|(best_seq, _, _)| seq > *best_seq) {
-                best = Some((seq, index, state));
-            }
-        }
-    }
-    match best {
-        Some(found) => Ok(Some(found)),
-        None if blank => Ok(None),
-        None => Err(
-            "has no valid state slot; it was damaged outside pam-mfa (pam-mfa unlock resets it)",
-        ),
-    }
-}
-
-/// The two slots of `contents`, with their index; bytes past its end read as zeros.
-fn slots(contents: &[u8]) -> impl Iterator<Item = (usize, [u8; SLOT_LEN])> + '_ {
-    SLOT_OFFSETS.iter().enumerate().map(move |(index, offset)| {
-        let mut slot = [0u8; SLOT_LEN];
-        let start = (*offset as usize).min(contents.len());
-        let end = (start + SLOT_LEN).min(contents.len());
-        slot[..end - start].copy_from_slice(&contents[start..end]);
-        (index, slot)
-    })
-}
-
-/// The sequence number and index of the newest valid slot in `contents`, whatever else
-/// the file holds.
-fn newest_valid_slot(contents: &[u8]) -> Option<(u64, usize)> {
-    slots(contents)
-        .filter_map(|(index, slot)| decode(&slot).map(|(seq, _)| (seq, index)))
-        .max()
-}
-
-/// Reads from the start of the file into `buf`; returns how many bytes were read.
-fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
-fn encode(seq: u64, state: &State) -> [u8; SLOT_LEN] {
-    let mut slot = [0u8; SLOT_LEN];
-    slot[0..4].copy_from_slice(MAGIC);
-    slot[4] = VERSION;
-    slot[5] = u8::from(state.last_step.is_some());
-    slot[8..16].copy_from_slice(&seq.to_le_bytes());
-    slot[16..24].copy_from_slice(&state.last_step.unwrap_or(0).to_le_bytes());
-    slot[24..32].copy_from_slice(&state.next_counter.to_le_bytes());
-    slot[32..36].copy_from_slice(&state.failures.to_le_bytes());
-    slot[40..48].copy_from_slice(&state.failure_window_start.to_le_bytes());
-    slot[48..56].copy_from_slice(&state.locked_until.to_le_bytes());
-    slot[56..64].copy_from_slice(&state.last_success.to_le_bytes());
-    slot[64] = u8::from(state.verified_session.is_some());
-    slot[68..72].copy_from_slice(&state.verified_session.unwrap_or(0).to_le_bytes());
-    slot[72..80].copy_from_slice(&state.verified_at.to_le_bytes());
-    // Bytes 80..96 were zero before these fields: a slot written without them reads as
-    // no combined failures, and an older reader skips them (the checksum covers them).
-    slot[80..84].copy_from_slice(&state.combined.failures.to_le_bytes());
-    slot[88..96].copy_from_slice(&state.combined.window_start.to_le_bytes());
-    // Byte 6 and bytes 36..40 were zero before the clock offset: an older slot reads as
-    // no offset known.
-    slot[6] = u8::from(state.clock_offset.is_some());
-    slot[36..40].copy_from_slice(&state.clock_offset.unwrap_or(0).to_le_bytes());
-    let checksum = Sha256::digest(&slot[..BODY_LEN]);
-    slot[BODY_LEN..].copy_from_slice(&checksum);
-    slot
-}
-
-fn decode(slot: &[u8; SLOT_LEN]) -> Option<(u64, State)> {
-    if &slot[0..4] != MAGIC || slot[4] != VERSION || slot[5] > 1 || slot[6] > 1 || slot[64] > 1 {
-        return None;
-    }
-    if Sha256::digest(&slot[..BODY_LEN]).as_slice() != &slot[BODY_LEN..] {
-        return None;
-    }
-    let u64_at = |at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&slot[at..at + 8]);
-        u64::from_le_bytes(bytes)
-    };
-    let u32_at = |at: usize| {
-        let mut bytes = [0u8; 4];
-        bytes.copy_from_slice(&slot[at..at + 4]);
-        u32::from_le_bytes(bytes)
-    };
-    let state = State {
-        last_step: (slot[5] == 1).then(|| u64_at(16)),
-        next_counter: u64_at(24),
-        failures: u32_at(32),
-        failure_window_start: u64_at(40),
-        locked_until: u64_at(48),
-        last_success: u64_at(56),
-        verified_session: (slot[64] == 1).then(|| u32_at(68)),
-        verified_at: u64_at(72),
-        combined: FailureCount {
-            failures: u32_at(80),
-            window_start: u64_at(88),
-        },
-        clock_offset: (slot[6] == 1).then(|| i32::from_le_bytes(u32_at(36).to_le_bytes())),
-    };
-    Some((u64_at(8), state))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::fs::temp_store;
     use super::*;
-
-    fn sample(step: u64) -> State {
-        State {
-            last_step: Some(step),
-            next_counter: 7,
-            failures: 2,
-            failure_window_start: 1_700_000_000,
-            locked_until: 0,
-            last_success: 1_700_000_100,
-            verified_session: Some(34),
-            verified_at: 1_700_000_100,
-            combined: FailureCount {
-                failures: 3,
-                window_start: 1_700_000_050,
-            },
-            clock_offset: Some(-3),
-        }
-    }
-
-    /// A slot as versions before the clock offset wrote it (bytes 6 and 36..40 zero)
-    /// still reads, as no offset known; a written offset, negative too, round-trips.
-    #[test]
-    fn clock_offset_round_trips_and_older_slots_read_as_unknown() {
-        let state = sample(5);
-        let (_, read) = decode(&encode(9, &state)).unwrap();
-        assert_eq!(read.clock_offset, Some(-3));
-        let mut old = encode(
-            9,
-            &State {
-                clock_offset: None,
-                ..state
-            },
-        );
-        assert_eq!(old[6], 0);
-        assert!(old[36..40].iter().all(|&b| b == 0));
-        let checksum = Sha256::digest(&old[..BODY_LEN]);
-        old[BODY_LEN..].copy_from_slice(&checksum);
-        let (_, read) = decode(&old).unwrap();
-        assert_eq!(
-            read,
-            State {
-                clock_offset: None,
-                ..state
-            }
-        );
-    }
 
     #[test]
     fn combined_failures_lock_within_a_fixed_window() {
@@ -551,111 +192,103 @@ mod tests {
         assert!(!state.locked_at(1300));
     }
 
-    #[test]
-    fn new_state_reads_as_default_and_round_trips() {
-        let (_temp, dir) = temp_store();
-        let mut file = StateFile::open_locked(&dir, "alice.state").unwrap();
-        assert_eq!(file.read().unwrap(), State::default());
-        file.write(&sample(10)).unwrap();
-        drop(file);
-        let mut file = StateFile::open_locked(&dir, "alice.state").unwrap();
-        assert_eq!(file.read().unwrap(), sample(10));
-    }
+    const LOCKOUT: Lockout = Lockout {
+        max_failures: 3,
+        lockout_seconds: 300,
+        combined: false,
+    };
+    const COMBINED: Lockout = Lockout {
+        combined: true,
+        ..LOCKOUT
+    };
 
-    #[test]
-    fn writes_alternate_slots_and_the_newest_wins() {
-        let (_temp, dir) = temp_store();
-        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
-        file.read().unwrap();
-        for step in 1..=5 {
-            file.write(&sample(step)).unwrap();
+    fn busy() -> State {
+        State {
+            last_step: Some(10),
+            next_counter: 4,
+            failures: 2,
+            failure_window_start: 900,
+            locked_until: 0,
+            last_success: 500,
+            verified_session: Some(7),
+            verified_at: 500,
+            combined: FailureCount {
+                failures: 2,
+                window_start: 950,
+            },
+            clock_offset: Some(1),
         }
-        drop(file);
-        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
-        assert_eq!(file.read().unwrap().last_step, Some(5));
+    }
+
+    /// A valid code clears every count and lock, uses up its step or counter, records
+    /// when and in which session; the rest of the ledger stays.
+    #[test]
+    fn a_success_clears_the_counts_and_uses_up_its_step_or_counter() {
+        let step = Accepted {
+            used: Used::Step {
+                step: 12,
+                clock_offset: -2,
+            },
+            session: Some(9),
+        };
+        let after = busy().after_success(&step, 1000);
+        assert_eq!(
+            after,
+            State {
+                last_step: Some(12),
+                next_counter: 4,
+                failures: 0,
+                failure_window_start: 0,
+                locked_until: 0,
+                last_success: 1000,
+                verified_session: Some(9),
+                verified_at: 1000,
+                combined: FailureCount::default(),
+                clock_offset: Some(-2),
+            }
+        );
+        let counter = Accepted {
+            used: Used::Counter(8),
+            session: None,
+        };
+        let after = busy().after_success(&counter, 1000);
+        assert_eq!((after.next_counter, after.last_step), (9, Some(10)));
+        assert_eq!(after.verified_session, None);
+        let recovery = Accepted {
+            used: Used::RecoveryHash("$argon2id$x".into()),
+            session: None,
+        };
+        let after = busy().after_success(&recovery, 1000);
+        assert_eq!(
+            (after.last_step, after.next_counter, after.clock_offset),
+            (Some(10), 4, Some(1))
+        );
+        assert_eq!((after.failures, after.combined.failures), (0, 0));
+    }
+
+    /// A wrong code counts towards the account's lock, or with `combined` towards the
+    /// combined count only; the ledger never moves.
+    #[test]
+    fn a_wrong_code_counts_where_its_way_in_counts() {
+        let after = busy().after_wrong(&LOCKOUT, 1000);
+        assert_eq!(after.locked_until, 1300);
+        assert_eq!(after.combined, busy().combined);
+        assert_eq!(after.last_step, Some(10));
+        let after = busy().after_wrong(&COMBINED, 1000);
+        assert_eq!((after.failures, after.locked_until), (2, 0));
+        assert_eq!(after.combined.failures, 3);
+        assert_eq!(after.refused_until(&COMBINED, 1000), Some(1250));
+        assert_eq!(after.refused_until(&LOCKOUT, 1000), None);
     }
 
     #[test]
-    fn a_torn_write_leaves_the_previous_state() {
-        let (_temp, dir) = temp_store();
-        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
-        file.read().unwrap();
-        file.write(&sample(1)).unwrap();
-        file.write(&sample(2)).unwrap();
-        // The next write goes to slot 0 (which holds step 1); tear it halfway.
-        let torn = encode(3, &sample(3));
-        file.file
-            .write_all_at(&torn[..40], SLOT_OFFSETS[0])
-            .unwrap();
-        drop(file);
-        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
-        assert_eq!(file.read().unwrap().last_step, Some(2));
-    }
-
-    #[test]
-    fn a_truncated_file_is_an_error_not_a_fresh_state_and_reset_starts_over() {
-        let (_temp, dir) = temp_store();
-        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
-        file.read().unwrap();
-        file.write(&sample(1)).unwrap();
-        file.write(&sample(2)).unwrap();
-        for cut in [100, SLOT_LEN as u64, 4096, FILE_LEN - 1] {
-            file.file.set_len(cut).unwrap();
-            drop(file);
-            file = StateFile::open_locked(&dir, "a.state").unwrap();
-            assert!(
-                matches!(file.read(), Err(StoreError::State { .. })),
-                "cut to {cut}"
-            );
-            assert_eq!(file.file.metadata().unwrap().len(), cut, "grown back");
-        }
-        file.reset().unwrap();
-        assert_eq!(file.file.metadata().unwrap().len(), FILE_LEN);
-        file.write(&sample(3)).unwrap();
-        drop(file);
-        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
-        assert_eq!(file.read().unwrap().last_step, Some(3));
-        assert_eq!(file.file.metadata().unwrap().len(), FILE_LEN);
-    }
-
-    /// A file too long (damage), whose slot 1 still holds a valid state of a high sequence
-    /// number: after a reset the written state wins, and the file has its length again.
-    #[test]
-    fn reset_outranks_a_surviving_slot_and_cuts_the_file_to_length() {
-        let (_temp, dir) = temp_store();
-        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
-        file.read().unwrap();
-        file.file
-            .write_all_at(&encode(90, &sample(9)), 4096)
-            .unwrap();
-        file.file.write_all_at(b"trailing", FILE_LEN).unwrap();
-        assert!(matches!(file.read(), Err(StoreError::State { .. })));
-        file.reset().unwrap();
-        file.write(&sample(4)).unwrap();
-        drop(file);
-        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
-        assert_eq!(file.read().unwrap().last_step, Some(4));
-        assert_eq!(file.file.metadata().unwrap().len(), FILE_LEN);
-    }
-
-    #[test]
-    fn garbage_in_both_slots_is_an_error_not_a_fresh_state() {
-        let (_temp, dir) = temp_store();
-        let mut file = StateFile::open_locked(&dir, "a.state").unwrap();
-        file.file.write_all_at(&[0xAA; SLOT_LEN], 0).unwrap();
-        file.file.write_all_at(&[0x55; SLOT_LEN], 4096).unwrap();
-        assert!(matches!(file.read(), Err(StoreError::State { .. })));
-    }
-
-    #[test]
-    fn a_lock_is_exclusive_across_handles() {
-        let (_temp, dir) = temp_store();
-        let held = StateFile::open_locked(&dir, "a.state").unwrap();
-        let path = held.path().to_owned();
-        let other = File::open(&path).unwrap();
-        assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_err());
-        drop(held);
-        let other = File::open(&path).unwrap();
-        assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_ok());
+    fn a_locked_account_is_refused_whatever_the_way_in() {
+        let locked = State {
+            locked_until: 2000,
+            ..State::default()
+        };
+        assert_eq!(locked.refused_until(&LOCKOUT, 1999), Some(2000));
+        assert_eq!(locked.refused_until(&COMBINED, 1999), Some(2000));
+        assert_eq!(locked.refused_until(&LOCKOUT, 2000), None);
     }
 }

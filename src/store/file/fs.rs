@@ -15,7 +15,7 @@ use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{fsync, geteuid, unlinkat, UnlinkatFlags};
 use zeroize::Zeroizing;
 
-use super::StoreError;
+use crate::store::StoreError;
 use crate::trusted_path::check_ancestors;
 
 /// Largest record read; records are a few hundred bytes.
