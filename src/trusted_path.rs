@@ -63,3 +63,36 @@ pub fn guarded(
     }
     Ok(())
 }
+
+/// Checks a file the policy names for the store (a CA, a client key, a password or the
+/// secret key) as the policy itself is checked: the real path, owned by root and writable
+/// by nobody else, the directories above it too; and, when it holds a secret (`private`),
+/// readable by its owner alone. Never reads it.
+pub fn check_private_file(path: &Path, private: bool) -> Result<(), String> {
+    check_ancestors(path, "the file")?;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{}: does not exist", path.display()))
+        }
+        Err(e) => return Err(format!("{}: cannot stat: {e}", path.display())),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{} is a symbolic link; give the real path",
+            path.display()
+        ));
+    }
+    if !meta.file_type().is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    guarded(&meta, false, || path.display().to_string())?;
+    if private && meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} has mode {:04o}; it holds a secret and must be 0600 (chmod 600)",
+            path.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use super::CliError;
 use crate::accounts::{self, Account, AccountError, Names};
-use crate::policy::{self, Policy};
+use crate::policy::{self, Backend, Policy};
 use crate::store::{FileStore, Store, StoreError};
 use crate::username::UserName;
 
@@ -66,14 +66,31 @@ pub fn policy_names(policy: &Policy) -> Result<Names, CliError> {
 
 /// Opens the policy's store; an ownership error says who must run the command.
 pub fn open_store(policy: &Policy) -> Result<Box<dyn Store>, CliError> {
-    let store = FileStore::open(&policy.store_dir).map_err(owner_hint)?;
-    Ok(Box::new(store))
+    open(policy, false)
 }
 
 /// Like `open_store`, creating the directory (mode 0700) when it does not exist.
 pub fn open_or_create_store(policy: &Policy) -> Result<Box<dyn Store>, CliError> {
-    let store = FileStore::open_or_create(&policy.store_dir).map_err(owner_hint)?;
-    Ok(Box::new(store))
+    open(policy, true)
+}
+
+/// The one place every subcommand opens its store: the backend the policy's `[store]`
+/// names, never another in its place.
+fn open(policy: &Policy, create: bool) -> Result<Box<dyn Store>, CliError> {
+    match &policy.store {
+        Backend::File => {
+            let store = if create {
+                FileStore::open_or_create(&policy.store_dir)
+            } else {
+                FileStore::open(&policy.store_dir)
+            };
+            Ok(Box::new(store.map_err(owner_hint)?))
+        }
+        Backend::Postgresql(_) => Err(CliError::new(format!(
+            "{}: [store] backend = \"postgresql\": the postgresql backend is not built yet",
+            policy.path.display()
+        ))),
+    }
 }
 
 fn owner_hint(e: StoreError) -> CliError {

@@ -16,8 +16,9 @@ use super::{CliError, ConfigArg};
 use crate::accounts::{self, AccountError, NamedId, Names};
 use crate::authenticate::{plan, Plan};
 use crate::clock::{Clock, SystemClock};
-use crate::policy::{self, lint, Context, DecidedBy, Mode, Policy, Rule, Via, Window};
+use crate::policy::{self, lint, Backend, Context, DecidedBy, Mode, Policy, Rule, Via, Window};
 use crate::store::{FileStore, StoreError};
+use crate::trusted_path::check_private_file;
 use crate::username::UserName;
 
 #[derive(Subcommand, Debug)]
@@ -89,16 +90,28 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
     let mut errors = 0;
     let mut warnings = 0;
 
-    if let Err(e) = FileStore::open(&policy.store_dir) {
-        let hint = match &e {
-            StoreError::Io {
-                errno: Errno::EACCES,
-                ..
-            } if !geteuid().is_root() => "; run pam-mfa policy check as root",
-            _ => "",
-        };
-        println!("{}: error: store_dir: {e}{hint}", at(policy.store_dir_line));
-        errors += 1;
+    match &policy.store {
+        Backend::File => {
+            if let Err(e) = FileStore::open(&policy.store_dir) {
+                let hint = match &e {
+                    StoreError::Io {
+                        errno: Errno::EACCES,
+                        ..
+                    } if !geteuid().is_root() => "; run pam-mfa policy check as root",
+                    _ => "",
+                };
+                println!("{}: error: store_dir: {e}{hint}", at(policy.store_dir_line));
+                errors += 1;
+            }
+        }
+        Backend::Postgresql(database) => {
+            for (key, file, private) in database.files() {
+                if let Err(e) = check_private_file(&file.path, private) {
+                    println!("{}: error: {key}: {e}", at(Some(file.line)));
+                    errors += 1;
+                }
+            }
+        }
     }
     let mut report = Report {
         file: &file,
@@ -246,8 +259,9 @@ fn check_stacks(pam_dir: &Path, policy: &Policy) -> usize {
         let Ok(user) = UserName::parse(&name) else {
             return true;
         };
-        FileStore::open(&policy.store_dir)
-            .and_then(|store| store.is_enrolled(&user))
+        open_store(policy)
+            .ok()
+            .and_then(|store| store.is_enrolled(&user).ok())
             .unwrap_or(true)
     };
     let found = stacks::warnings(pam_dir, root_has_secret);

@@ -8,6 +8,7 @@ pub mod cidr;
 pub mod evaluate;
 pub mod lint;
 pub mod parse;
+pub mod store;
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 pub use cidr::Cidr;
 pub use evaluate::{evaluate, may_require, Context, DecidedBy, Decision, Requirement, Via};
 pub use parse::{load, parse, PolicyError};
+pub use store::Backend;
 
 use crate::clock::Date;
 
@@ -160,6 +162,9 @@ pub struct Policy {
     pub limits: Limits,
     /// Delay libpam adds after a failed attempt, in milliseconds.
     pub fail_delay_ms: u32,
+    /// The `[store]` table: where secrets and state are kept (`store_dir` for the file
+    /// backend, and for what is kept per host whatever the backend).
+    pub store: Backend,
     pub rules: Vec<Rule>,
 }
 

@@ -16,8 +16,9 @@ use toml::de::{DeTable, DeValue};
 use toml::value::Datetime;
 use toml::Spanned;
 
+use super::store::{self as store_table, RawStore, STORE_KEYS};
 use super::{
-    Cidr, ItemLines, Limits, Mode, Policy, Rule, Window, DEFAULT_FAIL_DELAY_MS,
+    Backend, Cidr, ItemLines, Limits, Mode, Policy, Rule, Window, DEFAULT_FAIL_DELAY_MS,
     DEFAULT_LOCKOUT_SECONDS, DEFAULT_MAX_FAILURES, DEFAULT_STORE_DIR, MAX_REMEMBER_SECONDS,
 };
 use crate::clock::Date;
@@ -130,6 +131,7 @@ struct RawPolicy {
     max_failures: Option<Spanned<i64>>,
     lockout_seconds: Option<Spanned<i64>>,
     fail_delay_ms: Option<Spanned<i64>>,
+    store: Option<Spanned<RawStore>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -162,6 +164,7 @@ const POLICY_KEYS: &[&str] = &[
     "max_failures",
     "lockout_seconds",
     "fail_delay_ms",
+    "store",
     "rule",
 ];
 const RULE_KEYS: &[&str] = &[
@@ -287,6 +290,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
     let fail_delay_ms = optional(&raw.fail_delay_ms, "fail_delay_ms", 0, 30_000)
         .map_err(|(at, m)| error_at(at, m))?
         .map_or(DEFAULT_FAIL_DELAY_MS, |n| n as u32);
+    let store = match raw.store {
+        Some(table) => {
+            let start = table.span().start;
+            store_table::backend(table.into_inner(), start, &|at| lines.of(at))
+                .map_err(|(at, m)| error_at(at, m))?
+        }
+        None => Backend::File,
+    };
 
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
     // Each rule's name and line: one lookup per rule keeps a policy of many rules linear
@@ -307,6 +318,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         default_mode,
         limits: top,
         fail_delay_ms,
+        store,
         rules,
     })
 }
@@ -384,6 +396,14 @@ pub fn all_errors(text: &str, path: &Path) -> Vec<PolicyError> {
             limits.lockout_seconds = n;
         }
         check(&top.fail_delay_ms, "fail_delay_ms", 0, 30_000);
+        if let Some(table) = top.store {
+            let start = table.span().start;
+            if let Err((at, m)) =
+                store_table::backend(table.into_inner(), start, &|at| lines.of(at + shift))
+            {
+                errors.push(error_at(Some(at + shift), m));
+            }
+        }
     }
     // Each rule's text runs from the end of its [[rule]] header to the next header.
     let headers: Vec<std::ops::Range<usize>> = match document.get_ref().get("rule") {
@@ -437,6 +457,7 @@ struct RawTop {
     max_failures: Option<Spanned<i64>>,
     lockout_seconds: Option<Spanned<i64>>,
     fail_delay_ms: Option<Spanned<i64>>,
+    store: Option<Spanned<RawStore>>,
     #[allow(dead_code)]
     #[serde(default)]
     rule: Vec<de::IgnoredAny>,
@@ -469,13 +490,10 @@ fn explain_at(
         }
         return (at, message);
     };
-    let found = key_at(document.get_ref(), span.start, false);
+    let found = key_at(document.get_ref(), span.start, POLICY_KEYS);
     if message.starts_with("unknown field `") {
-        if let Some((key, in_rule)) = &found {
-            return (
-                at,
-                unknown(key, if *in_rule { RULE_KEYS } else { POLICY_KEYS }),
-            );
+        if let Some((key, expected)) = &found {
+            return (at, unknown(key, expected));
         }
     }
     if let Some(field) = message
@@ -494,28 +512,42 @@ fn explain_at(
     }
 }
 
-/// The innermost key whose name or value holds the byte offset, and whether it is in a
-/// `[[rule]]`.
-fn key_at(table: &DeTable<'_>, offset: usize, in_rule: bool) -> Option<(String, bool)> {
+/// The innermost key whose name or value holds the byte offset, and the keys of the table
+/// it is in (the top level's, a `[[rule]]`'s or `[store]`'s).
+fn key_at(
+    table: &DeTable<'_>,
+    offset: usize,
+    keys: &'static [&'static str],
+) -> Option<(String, &'static [&'static str])> {
     for (key, value) in table.iter() {
         let holds = |span: std::ops::Range<usize>| span.contains(&offset) || span.start == offset;
         if holds(key.span()) {
-            return Some((key.get_ref().to_string(), in_rule));
+            return Some((key.get_ref().to_string(), keys));
+        }
+        if let (DeValue::Table(inner), "store") = (value.get_ref(), key.get_ref().as_ref()) {
+            if let Some(found) = key_at(inner, offset, STORE_KEYS) {
+                return Some(found);
+            }
         }
         if let DeValue::Array(items) = value.get_ref() {
             for item in items.iter() {
                 if let DeValue::Table(inner) = item.get_ref() {
-                    if let Some(found) = key_at(inner, offset, key.get_ref() == "rule") {
+                    let inner_keys = if key.get_ref() == "rule" {
+                        RULE_KEYS
+                    } else {
+                        keys
+                    };
+                    if let Some(found) = key_at(inner, offset, inner_keys) {
                         return Some(found);
                     }
                     if holds(item.span()) {
-                        return Some((key.get_ref().to_string(), in_rule));
+                        return Some((key.get_ref().to_string(), keys));
                     }
                 }
             }
         }
         if holds(value.span()) {
-            return Some((key.get_ref().to_string(), in_rule));
+            return Some((key.get_ref().to_string(), keys));
         }
     }
     None
@@ -532,7 +564,7 @@ fn about(key: &str, message: &str) -> String {
 
 /// Whether `key` is one the policy uses, at the top level or in a rule.
 fn is_policy_key(key: &str) -> bool {
-    POLICY_KEYS.contains(&key) || RULE_KEYS.contains(&key)
+    POLICY_KEYS.contains(&key) || RULE_KEYS.contains(&key) || STORE_KEYS.contains(&key)
 }
 
 /// An unknown key, with the known one a typo meant. The key is quoted only when it is

@@ -54,6 +54,8 @@ pub enum StoreError {
     AlreadyEnrolled { user: String },
     /// A file that was there a moment ago is gone.
     Vanished,
+    /// The policy names a backend this process does not open.
+    NotHere { backend: &'static str },
     /// The account's HOTP state cannot be read, and its counter cannot be rebuilt.
     CounterLost { path: PathBuf, user: String },
 }
@@ -120,6 +122,10 @@ impl fmt::Display for StoreError {
             }
             Self::Exists { path } => write!(f, "{}: exists already", path.display()),
             Self::Vanished => f.write_str("a store file disappeared during the login"),
+            Self::NotHere { backend } => write!(
+                f,
+                "the policy's store is the {backend} backend, which this process does not open"
+            ),
             Self::CounterLost { path, user } => write!(
                 f,
                 "{}: the HOTP counter is lost; re-enroll {user} with pam-mfa enroll --force",

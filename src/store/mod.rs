@@ -18,7 +18,7 @@ pub use record::{Kind, Record};
 pub use state::{FailureCount, State};
 
 use crate::clock::Clock;
-use crate::policy::Policy;
+use crate::policy::{Backend, Policy};
 use crate::username::UserName;
 
 /// The store backends one process may open. The module opens only [`FileOnly`], so that
@@ -36,12 +36,18 @@ pub trait Backends {
 pub struct FileOnly;
 
 impl Backends for FileOnly {
-    fn opens(&self, _policy: &Policy) -> bool {
-        true
+    fn opens(&self, policy: &Policy) -> bool {
+        policy.store == Backend::File
     }
 
     fn open(&self, policy: &Policy) -> Result<Box<dyn Store>, StoreError> {
-        Ok(Box::new(FileStore::open(&policy.store_dir)?))
+        match &policy.store {
+            Backend::File => Ok(Box::new(FileStore::open(&policy.store_dir)?)),
+            // Never files in the place of the store the policy names.
+            other => Err(StoreError::NotHere {
+                backend: other.name(),
+            }),
+        }
     }
 }
 
