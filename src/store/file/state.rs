@@ -13,8 +13,8 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{posix_fallocate, Flock, FlockArg, OFlag};
@@ -222,21 +222,71 @@ impl ParkedState {
     }
 }
 
-fn lock(mut file: File, path: &Path) -> Result<Flock<File>, StoreError> {
-    let start = Instant::now();
+/// Takes the exclusive lock on a state file, waiting at most LOCK_TIMEOUT.
+///
+/// Linux has no flock with a timeout, and a PAM module may not install a signal handler
+/// (SIGALRM) in its host. So: one non-blocking try, which is all an uncontended login
+/// pays; on contention the file goes to a short-lived thread that blocks in flock and
+/// hands the locked file back over a channel, which this thread waits on until the
+/// deadline. The waiter is woken by the kernel the moment the holder unlocks, instead
+/// of finding out on its next 2 ms poll. On timeout the caller fails closed and drops
+/// its end; the thread, when it gets the lock at last, cannot hand it over, drops it
+/// (unlocking) and ends.
+fn lock(file: File, path: &Path) -> Result<Flock<File>, StoreError> {
+    lock_within(file, path, LOCK_TIMEOUT)
+}
+
+fn lock_within(file: File, path: &Path, timeout: Duration) -> Result<Flock<File>, StoreError> {
+    let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => return Ok(locked),
+        Err((file, Errno::EWOULDBLOCK | Errno::EINTR)) => file,
+        Err((_, errno)) => return Err(io(path, "lock", errno)),
+    };
+    let (sender, receiver) = sync_channel(1);
+    std::thread::Builder::new()
+        .name("pam_mfa-lock".into())
+        .stack_size(WAITER_STACK)
+        .spawn(move || {
+            // A thread that outlives its call (after a timeout) keeps running code of
+            // this library: a pending thread-local destructor keeps glibc's dlclose
+            // from unmapping it until the thread has ended.
+            KEEP_LOADED.with(|_| {});
+            let _ = sender.send(lock_blocking(file));
+        })
+        .map_err(|e| io(path, "start a thread to wait for the lock on", errno_of(&e)))?;
+    match receiver.recv_timeout(timeout) {
+        Ok(Ok(locked)) => Ok(locked),
+        Ok(Err(errno)) => Err(io(path, "lock", errno)),
+        Err(RecvTimeoutError::Timeout) => Err(StoreError::Busy { path: path.into() }),
+        Err(RecvTimeoutError::Disconnected) => Err(io(path, "lock", Errno::EIO)),
+    }
+}
+
+/// The waiting thread's stack: it only calls flock and sends.
+const WAITER_STACK: usize = 64 * 1024;
+
+/// Blocks in flock until the lock is ours, retrying when a signal interrupts it.
+fn lock_blocking(mut file: File) -> Result<Flock<File>, Errno> {
     loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        match Flock::lock(file, FlockArg::LockExclusive) {
             Ok(locked) => return Ok(locked),
-            Err((returned, Errno::EWOULDBLOCK | Errno::EINTR)) => {
-                if start.elapsed() > LOCK_TIMEOUT {
-                    return Err(StoreError::Busy { path: path.into() });
-                }
-                file = returned;
-                sleep(Duration::from_millis(2));
-            }
-            Err((_, errno)) => return Err(io(path, "lock", errno)),
+            Err((returned, Errno::EINTR)) => file = returned,
+            Err((_, errno)) => return Err(errno),
         }
     }
+}
+
+/// A thread-local value with a destructor, which registers that destructor with glibc
+/// (`__cxa_thread_atexit_impl`, naming this library): glibc does not unload a library
+/// while one of its thread-local destructors is pending.
+struct KeepLoaded;
+
+impl Drop for KeepLoaded {
+    fn drop(&mut self) {}
+}
+
+thread_local! {
+    static KEEP_LOADED: KeepLoaded = const { KeepLoaded };
 }
 
 /// Decodes a whole state file: the sequence number, slot and state of its newest valid
@@ -529,5 +579,55 @@ mod tests {
         drop(held);
         let other = File::open(&path).unwrap();
         assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_ok());
+    }
+    /// A login that finds the lock taken gets it as soon as its holder lets go, and
+    /// reads what the holder wrote.
+    #[test]
+    fn a_waiting_login_gets_the_lock_when_its_holder_lets_go() {
+        let (_temp, dir) = temp_store();
+        let mut held = StateFile::open_locked(&dir, "a.state").unwrap();
+        held.read().unwrap();
+        let path = held.path().to_owned();
+        let (started, waiting) = sync_channel(0);
+        let waiter = std::thread::spawn(move || {
+            let file = File::options().read(true).write(true).open(&path).unwrap();
+            started.send(()).unwrap();
+            let locked = lock(file, &path).unwrap();
+            let mut contents = [0u8; FILE_LEN as usize];
+            let length = read_at_most(&locked, &mut contents, 0).unwrap();
+            decode_file(&contents[..length]).unwrap().map(|(_, _, s)| s)
+        });
+        waiting.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        held.write(&sample(7)).unwrap();
+        drop(held);
+        assert_eq!(waiter.join().unwrap(), Some(sample(7)));
+    }
+
+    /// Past the deadline the wait fails closed (Busy), and the thread left waiting gives
+    /// the lock back as soon as it gets it: the file does not stay locked.
+    #[test]
+    fn a_lock_held_past_the_deadline_fails_closed_and_is_not_kept() {
+        let (_temp, dir) = temp_store();
+        let held = StateFile::open_locked(&dir, "a.state").unwrap();
+        let path = held.path().to_owned();
+        let file = File::options().read(true).write(true).open(&path).unwrap();
+        assert!(matches!(
+            lock_within(file, &path, Duration::from_millis(100)),
+            Err(StoreError::Busy { .. })
+        ));
+        drop(held);
+        let mut tries = 0;
+        loop {
+            let file = File::open(&path).unwrap();
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(_) => break,
+                Err(_) if tries < 500 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => panic!("the abandoned waiter kept the lock"),
+            }
+        }
     }
 }
