@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +18,8 @@ const FACILITY_AUTH: u8 = 4;
 
 /// How long a line may wait for room in the syslog daemon's queue.
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a line is tried before it goes to standard error instead.
+const SEND_TRIES: usize = 2;
 
 /// How serious a line is (syslog severities).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,18 +112,34 @@ pub struct Syslog<'a> {
 }
 
 impl Sink for Syslog<'_> {
-    /// Best effort: a host without a syslog daemon, or one whose queue stays full for a
-    /// second, loses the line, and the decision stands. The line never goes to the
-    /// console or to the caller's stderr.
+    /// A syslog daemon whose queue stays full must neither hang every login nor lose the
+    /// line unseen: each try waits up to SEND_TIMEOUT for room, a second try follows the
+    /// first, and a line that still cannot go is written to standard error (the daemon's
+    /// journal under systemd, the terminal of su or sudo), with why. The decision stands
+    /// either way.
     fn send(&self, severity: Severity, message: &str) {
         let datagram = frame(severity, message, SystemTime::now());
-        if let Ok(socket) = UnixDatagram::unbound() {
-            // A syslog daemon that stopped reading must not hang every login: wait a
-            // moment for room in its queue, then drop the line.
-            let _ = socket.set_write_timeout(Some(SEND_TIMEOUT));
-            let _ = socket.send_to(datagram.as_bytes(), self.socket);
+        let mut failure = None;
+        for _ in 0..SEND_TRIES {
+            match send_once(self.socket, datagram.as_bytes()) {
+                Ok(()) => return,
+                Err(e) => failure = Some(e),
+            }
         }
+        let why = failure.map_or_else(String::new, |e| e.to_string());
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "pam_mfa: audit line not delivered to {} ({why}): {message}",
+            self.socket.display()
+        );
     }
+}
+
+/// Sends one datagram, waiting at most SEND_TIMEOUT for room in the daemon's queue.
+fn send_once(socket: &Path, datagram: &[u8]) -> std::io::Result<()> {
+    let client = UnixDatagram::unbound()?;
+    client.set_write_timeout(Some(SEND_TIMEOUT))?;
+    client.send_to(datagram, socket).map(|_| ())
 }
 
 /// An RFC 3164 line: `<PRI>Mmm dd hh:mm:ss pam_mfa[pid]: message` (UTC; journald and

@@ -31,7 +31,7 @@ use crate::username::UserName;
 pub const PROMPT: &str = "Verification code: ";
 
 /// What PAM told us about this attempt.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Request {
     /// PAM_USER; None when PAM could not give a usable (UTF-8) name.
     pub user: Option<String>,
@@ -443,6 +443,27 @@ pub fn authenticate_with(
     let sink = Syslog { socket: &socket };
     trail.record(&sink, request, &outcome);
     outcome
+}
+
+/// The audit line of a call that ended before `authenticate` could write one (a panic,
+/// or arguments libpam could not hand over): outcome error, failed closed. The log
+/// socket comes from the arguments when they parse.
+pub fn audit_abort(request: &Request, reason: &str) {
+    let socket = Options::parse(&request.args)
+        .map(|options| options.log_socket)
+        .unwrap_or_else(|_| PathBuf::from(audit::DEFAULT_SOCKET));
+    let event = Event {
+        service: &request.service,
+        user: request.user.as_deref().unwrap_or(""),
+        account: "",
+        rhost: &request.rhost,
+        mode: "unknown",
+        rule: "-",
+        verdict: Verdict::Error,
+        reason,
+        why: "",
+    };
+    Syslog { socket: &socket }.send(Verdict::Error.severity(), &event.message());
 }
 
 /// Mode and rule as far as the decision got, for the audit line.

@@ -1264,12 +1264,54 @@ fn panic_in_debug_module_returns_system_error_and_application_lives_on() {
         .repeat(3)
         .run();
     assert_eq!(run.rounds, [Pam::SystemErr; 3], "{run:?}");
+    // Every panicked call still writes its audit line: outcome error, failed closed.
+    let lines = sb.audit_lines();
+    assert_eq!(lines.len(), 3, "one audit line per call: {lines:#?}");
+    for line in &lines {
+        line.expect("alice", "unknown", "-", "error");
+        assert_eq!(line.get("reason"), "internal error (panic); failed closed");
+        assert_eq!(line.get("service"), SERVICE);
+    }
 
     // Without the variable, the debug module is the module.
     sb.login("alice")
         .answer(&Totp::new(SECRET).code())
         .run()
         .expect(Pam::Success);
+}
+
+/// A syslog daemon whose queue stays full does not lose the line unseen: after two tries
+/// the module writes it to standard error, and the decision stands.
+#[test]
+fn an_audit_line_the_syslog_queue_has_no_room_for_goes_to_stderr() {
+    let sb = office().enroll("alice", SECRET);
+    let full = sb.path("full.sock");
+    let _daemon = std::os::unix::net::UnixDatagram::bind(&full).unwrap(); // never read
+    let filler = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    while filler.send_to(b"filler", &full).is_ok() {}
+    let sb = sb.service(
+        "fullog",
+        &format!(
+            "auth required {{module}} config={{config}} log_socket={}\n",
+            full.display()
+        ),
+    );
+    let run = sb
+        .login("alice")
+        .service("fullog")
+        .answer(&Totp::new(SECRET).code())
+        .run();
+    run.expect(Pam::Success);
+    let stderr = &run.output.stderr;
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("pam_mfa: audit line not delivered to "))
+        .unwrap_or_else(|| panic!("no audit line on stderr: {stderr}"));
+    assert!(
+        line.contains("service=fullog user=alice ") && line.contains("outcome=success"),
+        "{line}"
+    );
 }
 
 /// build.rs links the unwinder statically (libpam loads the module at every login, and

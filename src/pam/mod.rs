@@ -14,7 +14,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use zeroize::Zeroizing;
 
-use crate::authenticate::{authenticate, Conversation, ConversationError, Request, Session};
+use crate::authenticate::{
+    audit_abort, authenticate, Conversation, ConversationError, Request, Session,
+};
 use crate::clock::SystemClock;
 use codes::PamCode;
 use conv::PamConversation;
@@ -31,32 +33,46 @@ pub unsafe extern "C" fn pam_sm_authenticate(
     argc: c_int,
     argv: *const *const c_char,
 ) -> c_int {
+    // What is known of the request, for the audit line of a call that panicked.
+    let mut seen: Option<Request> = None;
     let result = catch_unwind(AssertUnwindSafe(|| {
         let _no_core = dumpable::NoCoreDumps::begin();
         // SAFETY: libpam passes the handle of the running call; it outlives this closure.
         let Some(handle) = (unsafe { PamHandle::from_raw(pamh) }) else {
+            audit_abort(&Request::default(), "libpam passed no PAM handle");
             return PamCode::ServiceErr;
         };
         // SAFETY: libpam passes argc valid strings in argv for the duration of the call.
         let args = unsafe { arguments(argc, argv) };
-        let Some(args) = args else {
-            return PamCode::ServiceErr;
-        };
         let request = Request {
             user: handle.user(),
             service: handle.string_item(ffi::PAM_SERVICE),
             rhost: handle.string_item(ffi::PAM_RHOST),
-            args,
+            args: args.clone().unwrap_or_default(),
             silent: flags & ffi::PAM_SILENT != 0,
             session: Session::Audit,
         };
+        if args.is_none() {
+            audit_abort(&request, "libpam passed unreadable module arguments");
+            return PamCode::ServiceErr;
+        }
+        let request = seen.insert(request);
         let outcome = match PamConversation::of(&handle) {
-            Some(mut conversation) => authenticate(&request, &mut conversation, &SystemClock),
-            None => authenticate(&request, &mut NoConversation, &SystemClock),
+            Some(mut conversation) => authenticate(request, &mut conversation, &SystemClock),
+            None => authenticate(request, &mut NoConversation, &SystemClock),
         };
         PamCode::from(outcome.status())
     }));
-    result.unwrap_or(PamCode::SystemErr).as_int()
+    result
+        .unwrap_or_else(|_| {
+            // Writing the line must not unwind into libpam either.
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                let request = seen.take().unwrap_or_default();
+                audit_abort(&request, "internal error (panic); failed closed");
+            }));
+            PamCode::SystemErr
+        })
+        .as_int()
 }
 
 /// `auth` credential step: the module sets no credentials.
