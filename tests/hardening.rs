@@ -365,3 +365,86 @@ fn the_module_is_non_dumpable_while_it_runs_and_restores_the_host() {
         "during the prompt, after the call: {run:?}"
     );
 }
+
+// --- 5. a code accepted under a clock far ahead ----------------------------------------------
+
+/// libfaketime, preloaded after nss_wrapper (pamdrive loads no pam_wrapper): the
+/// module's clock, and only in pamdrive's process, runs `offset` ahead.
+fn clock_ahead<'a>(login: common::Login<'a>, offset: &str) -> common::Login<'a> {
+    login
+        .env(
+            "LD_PRELOAD",
+            "libnss_wrapper.so /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        )
+        .env("FAKETIME", offset)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+}
+
+/// A day of 30-second steps.
+const DAY_OF_STEPS: i64 = 2880;
+
+/// The host's clock ran a day ahead while alice logged in: her code of that (future) step
+/// was accepted. Back at the right time every code of hers reads as used, until
+/// `pam-mfa unlock` pulls the last used step back to now; and a new secret
+/// (`enroll --force`) starts a new ledger instead of inheriting the future step.
+#[test]
+fn a_code_accepted_under_a_clock_far_ahead_blocks_the_account_only_until_unlock() {
+    for recovery in ["unlock", "enroll --force"] {
+        let sb = sandbox()
+            .user("alice", 1000)
+            .policy("store_dir = \"{store}\"\ndefault_mode = \"required\"\n")
+            .enroll_with_cli("alice", SECRET);
+        let totp = Totp::new(SECRET);
+        common::avoid_step_boundary(30);
+        clock_ahead(sb.login("alice"), "+1d")
+            .answer(&totp.code_in_steps(DAY_OF_STEPS))
+            .run()
+            .expect(Pam::Success);
+        sb.audit_lines();
+
+        // Back to now: stuck.
+        common::avoid_step_boundary(30);
+        sb.login("alice")
+            .answer(&totp.code())
+            .run()
+            .expect(Pam::AuthErr);
+        sb.audit_lines();
+
+        match recovery {
+            "unlock" => {
+                let run = sb.pam_mfa(&["unlock", "alice", "--yes"]).run();
+                assert_eq!(run.code, Some(0), "{run:?}");
+                assert!(
+                    run.stdout
+                        .contains("lay 2880 steps (about 24 h) in the future")
+                        && run.stdout.contains("pulled back to the current step"),
+                    "unlock says what it did: {run:?}"
+                );
+                // The current step counts as used; the authenticator's next code works.
+                common::avoid_step_boundary(30);
+                sb.login("alice")
+                    .answer(&totp.code_in_steps(1))
+                    .run()
+                    .expect(Pam::Success);
+            }
+            _ => {
+                let run = sb
+                    .pam_mfa(&[
+                        "enroll",
+                        "alice",
+                        "--force",
+                        "--secret-stdin",
+                        "--no-confirm",
+                    ])
+                    .stdin(&format!("{OTHER_SECRET}\n"))
+                    .run();
+                assert_eq!(run.code, Some(0), "{run:?}");
+                common::avoid_step_boundary(30);
+                sb.login("alice")
+                    .answer(&Totp::new(OTHER_SECRET).code())
+                    .run()
+                    .expect(Pam::Success);
+            }
+        }
+    }
+}

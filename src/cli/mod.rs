@@ -44,7 +44,7 @@ enum Command {
     Enroll(enroll::EnrollArgs),
     /// Show accounts: mode, enrollment, lock, recovery codes left, last login.
     Status(status::StatusArgs),
-    /// Clear an account's failure count and lock.
+    /// Clear an account's failure count and lock; pull a last used step in the future back to now.
     Unlock(unlock::UnlockArgs),
     /// Delete an account's secret, state and recovery codes.
     Remove(remove::RemoveArgs),

@@ -62,9 +62,10 @@ impl Backends for FileOnly {
 ///   other login of the account may decide, on this host or any other.
 /// - **Nothing held while the user types.** [`Store::begin`] returns with no lock and no
 ///   transaction open; `settle` takes whatever it needs afresh.
-/// - **Ledgers never go back.** A TOTP step, once used, stays used for the account, even
-///   across a new secret; an HOTP counter never goes back for the same secret; a burned
-///   recovery code never works again.
+/// - **Ledgers never go back.** For one secret, a TOTP step once used stays used and an
+///   HOTP counter never goes back (a new secret starts a new ledger: none of its codes
+///   was used; only `unlock` pulls a TOTP step that lies in the future back to now); a
+///   burned recovery code never works again.
 /// - **No secret in an error.** Errors name the account and where, never a secret or code.
 pub trait Store {
     /// The account's secret record, or None when it is not enrolled.
@@ -84,8 +85,9 @@ pub trait Store {
 
     /// Saves an enrollment, atomically with respect to logins of the account: the record
     /// (an existing one is an error, [`StoreError::AlreadyEnrolled`], unless `replace`),
-    /// `state` merged with the old ledger (a TOTP step never goes back; an HOTP counter
-    /// never goes back for the same secret), and the recovery-code hashes. A replaced
+    /// `state` merged with the old ledger for the same secret (neither a TOTP step nor an
+    /// HOTP counter goes back; a new secret starts a new ledger), and the recovery-code
+    /// hashes. A replaced
     /// secret never keeps the old recovery codes, even after a crash.
     fn enroll(
         &self,
@@ -104,7 +106,8 @@ pub trait Store {
     /// its logins (one in flight ends [`Settled::Revoked`]); false if it had none of them.
     fn remove(&self, user: &UserName) -> Result<bool, StoreError>;
 
-    /// Clears the account's failure counts and lock, keeping its ledger; a state that
+    /// Clears the account's failure counts and lock, keeping its ledger except a last TOTP
+    /// step beyond the step of `now`, which is pulled back to it ([`State::unlocked`]); a state that
     /// cannot be read is started over with every TOTP step up to `now` (plus the record's
     /// window) used, and is an error for HOTP ([`StoreError::CounterLost`]). False when
     /// the account has no record.

@@ -4,7 +4,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Accepted, Lockout, Used};
+use super::{Accepted, Kind, Lockout, Used};
 
 // The file backend's state file, by the names it had before the backends were split.
 pub use super::file::state::{decode_file, FILE_LEN};
@@ -131,6 +131,31 @@ impl State {
         next
     }
 
+    /// The state after an admin's unlock at time step `current`: failure counts and locks
+    /// cleared, and a last used TOTP step that lies beyond `current` (left by a clock
+    /// that ran ahead, under which every code of today's steps reads as used) pulled back
+    /// to `current`, so that codes up to now stay used and the next one works. The HOTP
+    /// counter is kept.
+    pub fn unlocked(&self, kind: Kind, current: u64) -> State {
+        let ahead = kind == Kind::Totp && self.last_step.is_some_and(|last| last > current);
+        State {
+            failures: 0,
+            failure_window_start: 0,
+            locked_until: 0,
+            combined: FailureCount::default(),
+            last_step: if ahead { Some(current) } else { self.last_step },
+            clock_offset: if ahead { None } else { self.clock_offset },
+            ..*self
+        }
+    }
+
+    /// How many steps the last used TOTP step lies beyond time step `current`, if it does.
+    pub fn steps_ahead(&self, current: u64) -> Option<u64> {
+        self.last_step
+            .filter(|last| *last > current)
+            .map(|last| last - current)
+    }
+
     /// The state after a wrong code at `now`: with `combined`, counted apart (it locks
     /// only that way in); otherwise by `after_failure`.
     pub fn after_wrong(&self, lockout: &Lockout, now: u64) -> State {
@@ -148,6 +173,36 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unlock_pulls_only_a_future_totp_step_back_to_now() {
+        let locked = State {
+            failures: 2,
+            locked_until: 5000,
+            last_step: Some(1500),
+            clock_offset: Some(0),
+            next_counter: 7,
+            ..State::default()
+        };
+        let unlocked = locked.unlocked(Kind::Totp, 1000);
+        assert_eq!(locked.steps_ahead(1000), Some(500));
+        assert_eq!(
+            (unlocked.last_step, unlocked.clock_offset),
+            (Some(1000), None)
+        );
+        assert_eq!((unlocked.failures, unlocked.locked_until), (0, 0));
+        for last in [None, Some(999), Some(1000)] {
+            let kept = State {
+                last_step: last,
+                clock_offset: Some(1),
+                ..State::default()
+            };
+            assert_eq!(kept.steps_ahead(1000), None);
+            assert_eq!(kept.unlocked(Kind::Totp, 1000), kept);
+        }
+        let hotp = locked.unlocked(Kind::Hotp, 1000);
+        assert_eq!((hotp.last_step, hotp.next_counter), (Some(1500), 7));
+    }
 
     #[test]
     fn combined_failures_lock_within_a_fixed_window() {

@@ -147,7 +147,8 @@ impl FileStore {
 
     /// Saves a new enrollment under the account's state lock: the record (replacing an
     /// existing one only if `replace`), a fresh `state` (a TOTP step never goes back,
-    /// even across a new secret; an HOTP counter never goes back for the same secret) and the recovery-code hashes.
+    /// for the same secret, nor an HOTP counter; a new secret starts a new ledger) and the
+    /// recovery-code hashes.
     ///
     /// A replacement first empties the old recovery codes, so that a crash at any point
     /// leaves either the old secret or the new one, and never the new secret with the old
@@ -170,13 +171,15 @@ impl FileStore {
             }
             Err(e) => return Err(e),
         };
-        if record.kind == Kind::Totp {
-            state.last_step = state.last_step.max(old.last_step);
-        }
-        // The same HOTP token again (a re-import with --force) must not wind its counter
-        // back, or codes used before would work again; a new secret starts a new ledger.
-        if record.kind == Kind::Hotp && self.has_secret(user, record)? {
-            state.next_counter = state.next_counter.max(old.next_counter);
+        // The same secret again (a re-import or re-enrollment with --force) keeps its
+        // ledger: a TOTP step or HOTP counter never goes back, or codes used before would
+        // work again. A new secret starts a new ledger (none of its codes was ever used),
+        // so that a step a clock far ahead left in the future dies with the old secret.
+        if self.has_secret(user, record)? {
+            match record.kind {
+                Kind::Totp => state.last_step = state.last_step.max(old.last_step),
+                Kind::Hotp => state.next_counter = state.next_counter.max(old.next_counter),
+            }
         }
         if replace && self.is_enrolled(user)? {
             self.write_recovery_hashes(user, &[])?;
@@ -360,13 +363,7 @@ impl Store for FileStore {
             state_file.reset()?;
         }
         let state = match read {
-            Ok(state) => State {
-                failures: 0,
-                failure_window_start: 0,
-                locked_until: 0,
-                combined: super::FailureCount::default(),
-                ..state
-            },
+            Ok(state) => state.unlocked(record.kind, time_step(now, record.period)),
             // A damaged state file: start over, treating every step up to now as used so
             // no code seen before can be replayed. An HOTP counter cannot be rebuilt.
             Err(StoreError::State { .. }) if record.kind == Kind::Totp => State {
