@@ -27,6 +27,9 @@ use crate::store::{
 };
 use crate::username::UserName;
 
+/// Where the package installs the helper `pam-mfa-check` (the `helper=` argument's default).
+pub const DEFAULT_HELPER: &str = "/usr/libexec/pam-mfa/pam-mfa-check";
+
 /// The prompt every account sees, enrolled or not, known or not.
 pub const PROMPT: &str = "Verification code: ";
 
@@ -132,14 +135,17 @@ pub struct Options {
     pub log_socket: PathBuf,
     /// Password and code typed as one secret: the code is its last digits.
     pub combined: bool,
+    /// The helper that checks the code when the module cannot (it runs without root).
+    pub helper: PathBuf,
 }
 
 impl Options {
-    /// Parses `config=PATH`, `debug`, `combined` and `log_socket=PATH`; anything else is an error,
+    /// Parses `config=PATH`, `debug`, `combined`, `log_socket=PATH` and `helper=PATH`; anything else is an error,
     /// so a typo in a PAM file cannot silently drop a setting.
     pub fn parse(args: &[String]) -> Result<Options, String> {
         let mut config = None;
         let mut log_socket = None;
+        let mut helper = None;
         let mut debug = false;
         let mut combined = false;
         for arg in args {
@@ -150,6 +156,8 @@ impl Options {
                 (&mut config, path)
             } else if let Some(path) = arg.strip_prefix("log_socket=") {
                 (&mut log_socket, path)
+            } else if let Some(path) = arg.strip_prefix("helper=") {
+                (&mut helper, path)
             } else if arg == "debug" {
                 debug = true;
                 continue;
@@ -172,6 +180,7 @@ impl Options {
             debug,
             log_socket: log_socket.unwrap_or_else(|| PathBuf::from(audit::DEFAULT_SOCKET)),
             combined,
+            helper: helper.unwrap_or_else(|| PathBuf::from(DEFAULT_HELPER)),
         })
     }
 }
@@ -440,8 +449,12 @@ pub fn authenticate_with(
             PathBuf::from(audit::DEFAULT_SOCKET),
         ),
     };
-    let sink = Syslog { socket: &socket };
-    trail.record(&sink, request, &outcome);
+    // A login handed to the helper is not decided here: the helper writes its line (and
+    // the module one of its own if the helper cannot be run).
+    if !matches!(outcome, Outcome::Relay) {
+        let sink = Syslog { socket: &socket };
+        trail.record(&sink, request, &outcome);
+    }
     outcome
 }
 

@@ -18,6 +18,8 @@ pub mod cli;
 pub mod clock;
 /// Entry points for the fuzz targets and the corpus replay test.
 pub mod fuzzing;
+/// `pam-mfa-check`, the setuid helper for callers without root, and its pipe protocol.
+pub mod helper;
 /// HOTP, TOTP and the constant-time verifier.
 pub mod otp;
 /// otpauth:// URIs: making them and reading them.

@@ -44,11 +44,21 @@ secret_key_file = "/etc/pam-mfa/store.key"
 "#;
 
 /// A valid code in the file store must not let alice in when the policy names the fleet's
-/// store: the module opens only the file backend, so it asks nothing and fails closed
-/// until it hands the login to the helper.
+/// store: the module opens only the file backend, so it asks nothing and hands the login
+/// to the helper (here one that opens only the files too, so it fails closed).
 #[test]
 fn the_module_never_serves_a_postgresql_policy_from_the_file_store() {
-    let sb = fleet_policy(FILES);
+    let Some((_dir, helper)) = common::installed_helper() else {
+        eprintln!("skipped: a setuid helper needs root to install");
+        return;
+    };
+    let sb = fleet_policy(FILES).service(
+        common::SERVICE,
+        &format!(
+            "auth required {{module}} config={{config}} log_socket={{log}} helper={}\n",
+            helper.display()
+        ),
+    );
     let code = Totp::new(SECRET).code();
     sb.login("alice")
         .answer(&code)

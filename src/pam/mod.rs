@@ -7,6 +7,7 @@ mod conv;
 mod dumpable;
 mod ffi;
 mod handle;
+mod relay;
 
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int};
@@ -15,7 +16,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use zeroize::Zeroizing;
 
 use crate::authenticate::{
-    audit_abort, authenticate, Conversation, ConversationError, Request, Session,
+    audit_abort, authenticate, Conversation, ConversationError, Options, Outcome, Request, Session,
+    Status,
 };
 use crate::clock::SystemClock;
 use codes::PamCode;
@@ -57,11 +59,11 @@ pub unsafe extern "C" fn pam_sm_authenticate(
             return PamCode::ServiceErr;
         }
         let request = seen.insert(request);
-        let outcome = match PamConversation::of(&handle) {
-            Some(mut conversation) => authenticate(request, &mut conversation, &SystemClock),
-            None => authenticate(request, &mut NoConversation, &SystemClock),
+        let status = match PamConversation::of(&handle) {
+            Some(mut conversation) => login(request, &mut conversation),
+            None => login(request, &mut NoConversation),
         };
-        PamCode::from(outcome.status())
+        PamCode::from(status)
     }));
     result
         .unwrap_or_else(|_| {
@@ -73,6 +75,22 @@ pub unsafe extern "C" fn pam_sm_authenticate(
             PamCode::SystemErr
         })
         .as_int()
+}
+
+/// The login itself, or through the helper when this process cannot finish it: it runs
+/// without root (it cannot read the store), or the policy names a store the module does
+/// not open. Arguments that do not parse are the core's to report.
+fn login(request: &Request, conversation: &mut dyn Conversation) -> Status {
+    let Ok(options) = Options::parse(&request.args) else {
+        return authenticate(request, conversation, &SystemClock).status();
+    };
+    if relay::needed() {
+        return relay::login(&options, request, conversation);
+    }
+    match authenticate(request, conversation, &SystemClock) {
+        Outcome::Relay => relay::login(&options, request, conversation),
+        outcome => outcome.status(),
+    }
 }
 
 /// `auth` credential step: the module sets no credentials.

@@ -1158,6 +1158,24 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
+/// The built helper `pam-mfa-check`, copied setuid root into a directory of root's (mode
+/// 0755, so that any uid can run it; the module checks the helper's path as the policy's);
+/// None when the tests do not run as root. Each caller gets its own copy.
+pub fn installed_helper() -> Option<(TempDir, PathBuf)> {
+    if !is_root() {
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("pam-mfa-helper.")
+        .tempdir()
+        .expect("helper dir");
+    set_mode(dir.path(), 0o755);
+    let helper = dir.path().join("pam-mfa-check");
+    fs::copy(env!("CARGO_BIN_EXE_pam-mfa-check"), &helper).expect("copy the helper");
+    set_mode(&helper, 0o4755);
+    Some((dir, helper))
+}
+
 /// pamdrive (tests/tools/pamdrive.c), the libpam driver.
 pub fn pamdrive() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
