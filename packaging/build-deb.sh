@@ -12,6 +12,9 @@
 # What goes where:
 #   /usr/lib/<multiarch>/security/pam_mfa.so   the module (stripped)
 #   /usr/sbin/pam-mfa                          the admin command (stripped)
+#   /usr/libexec/pam-mfa/pam-mfa-check         the helper for callers without root,
+#                                              setuid root (4755, stripped)
+#   /usr/share/lintian/overrides/pam-mfa       why the helper is setuid
 #   /etc/pam-mfa/policy.toml                   conffile, from config/policy.toml
 #   /usr/share/pam-configs/pam-mfa             pam-auth-update profile (Default: no)
 #   /usr/share/man/man5/policy.toml.5          the policy file (packaging/man)
@@ -52,7 +55,8 @@ if [ "$build" -eq 1 ]; then
 fi
 module="target/release/libpam_mfa.so"
 cli="target/release/pam-mfa"
-if [ ! -f "$module" ] || [ ! -x "$cli" ]; then
+helper="target/release/pam-mfa-check"
+if [ ! -f "$module" ] || [ ! -x "$cli" ] || [ ! -x "$helper" ]; then
     die "no release build: run cargo build --release --locked"
 fi
 
@@ -92,6 +96,13 @@ install -D -m 0755 "$cli" "$stage/usr/sbin/pam-mfa"
 strip --remove-section=.comment --remove-section=.note --strip-unneeded \
     "$stage/usr/lib/$multiarch/security/pam_mfa.so"
 strip --remove-section=.comment --remove-section=.note "$stage/usr/sbin/pam-mfa"
+# The helper: setuid root, so that a screen locker running as the user can check the
+# user's own code (and only that) without reading the root-only store itself.
+install -D -m 0755 "$helper" "$stage/usr/libexec/pam-mfa/pam-mfa-check"
+strip --remove-section=.comment --remove-section=.note "$stage/usr/libexec/pam-mfa/pam-mfa-check"
+chmod 4755 "$stage/usr/libexec/pam-mfa/pam-mfa-check"
+install -D -m 0644 "$packaging/debian/lintian-overrides" \
+    "$stage/usr/share/lintian/overrides/pam-mfa"
 install -D -m 0644 config/policy.toml "$stage/etc/pam-mfa/policy.toml"
 install -D -m 0644 "$packaging/pam-configs/pam-mfa" "$stage/usr/share/pam-configs/pam-mfa"
 
@@ -154,7 +165,8 @@ mkdir "$shlibs_tree/debian"
 printf 'Source: pam-mfa\n\nPackage: pam-mfa\nArchitecture: any\n' >"$shlibs_tree/debian/control"
 shlibs=$(cd "$shlibs_tree" && dpkg-shlibdeps -O \
     "$repo_root/$stage/usr/lib/$multiarch/security/pam_mfa.so" \
-    "$repo_root/$stage/usr/sbin/pam-mfa")
+    "$repo_root/$stage/usr/sbin/pam-mfa" \
+    "$repo_root/$stage/usr/libexec/pam-mfa/pam-mfa-check")
 shlibs=${shlibs#shlibs:Depends=}
 [ -n "$shlibs" ] || die "dpkg-shlibdeps found no dependencies"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The .deb, end to end: build it (packaging/build-deb.sh), check its file list, modes and
 # control fields, run lintian (no errors), install it with dpkg -i, sign in once through
-# the installed module with pamtester, check the pam-auth-update profile in a private
+# the installed module with pamtester, sign in as unprivileged users through the installed
+# setuid helper (and its refusals), check the pam-auth-update profile in a private
 # mount namespace, then purge and check that nothing is left.
 #
 # Like run.sh (which calls it), it changes the machine, so it runs only as root with
@@ -44,7 +45,8 @@ ok() {
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 module_path="/usr/lib/$multiarch/security/pam_mfa.so"
 owned_paths=(/etc/pam-mfa /var/lib/pam-mfa /usr/sbin/pam-mfa "$module_path"
-    /usr/share/pam-configs/pam-mfa /usr/share/doc/pam-mfa)
+    /usr/share/pam-configs/pam-mfa /usr/share/doc/pam-mfa /usr/libexec/pam-mfa
+    /usr/share/lintian/overrides/pam-mfa)
 
 status=$(dpkg-query -W -f='${db:Status-Status}' pam-mfa 2>/dev/null || true)
 if [ -n "$status" ] && [ "$status" != "not-installed" ]; then
@@ -64,11 +66,24 @@ service="$tag"
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
 installed=0
 user_added=0
+# Callers without root: an enrolled account and one without a secret.
+self_user="${tag}u"
+plain_user="${tag}n"
+extra_users=()
+listener=""
 
 cleanup() {
     local status=$?
     set +e
-    rm -f "/etc/pam.d/$service"
+    rm -f "/etc/pam.d/$service" "/etc/pam.d/$service-mfa" "/etc/pam.d/$service-own"
+    if [ -n "$listener" ]; then
+        kill "$listener" 2>/dev/null
+        wait "$listener" 2>/dev/null
+        rm -f /dev/log
+    fi
+    for name in "${extra_users[@]}"; do
+        userdel -f "$name" >/dev/null 2>&1
+    done
     if [ "$installed" -eq 1 ]; then
         dpkg --purge pam-mfa >/dev/null 2>&1
         rm -rf /var/lib/pam-mfa
@@ -99,6 +114,8 @@ expect_entry() {
 }
 expect_entry -rw-r--r-- "usr/lib/$multiarch/security/pam_mfa.so"
 expect_entry -rwxr-xr-x usr/sbin/pam-mfa
+expect_entry -rwsr-xr-x usr/libexec/pam-mfa/pam-mfa-check
+expect_entry -rw-r--r-- usr/share/lintian/overrides/pam-mfa
 expect_entry -rw-r--r-- etc/pam-mfa/policy.toml
 expect_entry -rw-r--r-- usr/share/pam-configs/pam-mfa
 expect_entry -rw-r--r-- usr/share/doc/pam-mfa/copyright
@@ -110,9 +127,10 @@ expect_entry -rw-r--r-- usr/share/man/man5/policy.toml.5.gz
 expect_entry -rw-r--r-- usr/share/bash-completion/completions/pam-mfa
 expect_entry -rw-r--r-- usr/share/zsh/vendor-completions/_pam-mfa
 expect_entry -rw-r--r-- usr/share/fish/vendor_completions.d/pam-mfa.fish
-# Everything root's; nothing writable by group or other, nothing setuid; the store is made
-# by postinst, not shipped.
-awk '$2 != "root/root" || $1 ~ /^.....w/ || $1 ~ /^........w/ || $1 ~ /[sS]/' \
+# Everything root's; nothing writable by group or other, nothing setuid but the helper; the
+# store is made by postinst, not shipped.
+awk '$2 != "root/root" || $1 ~ /^.....w/ || $1 ~ /^........w/ ||
+    ($1 ~ /[sS]/ && $3 != "./usr/libexec/pam-mfa/pam-mfa-check")' \
     "$work/contents" >"$work/odd"
 [ ! -s "$work/odd" ] || die "odd owners or modes: $(cat "$work/odd")"
 ! grep -q 'var/lib' "$work/contents" || die "the package ships /var/lib (postinst makes it)"
@@ -141,6 +159,8 @@ dpkg -i "$deb" >"$work/install.log" 2>&1 || die "dpkg -i failed: $(cat "$work/in
 [ "$(stat -c '%U:%G %a %F' /var/lib/pam-mfa)" = "root:root 700 directory" ] ||
     die "/var/lib/pam-mfa is $(stat -c '%U:%G %a %F' /var/lib/pam-mfa)"
 [ "$(stat -c '%U:%G %a' "$module_path")" = "root:root 644" ] || die "module mode"
+[ "$(stat -c '%U:%G %a' /usr/libexec/pam-mfa/pam-mfa-check)" = "root:root 4755" ] ||
+    die "helper mode: $(stat -c '%U:%G %a' /usr/libexec/pam-mfa/pam-mfa-check)"
 ! grep -rq pam_mfa /etc/pam.d/common-* || die "installing enabled the module in common-*"
 /usr/sbin/pam-mfa --version | grep -qx "pam-mfa $version" || die "pam-mfa --version"
 /usr/sbin/pam-mfa policy check >/dev/null || die "pam-mfa policy check fails on the shipped policy"
@@ -172,6 +192,145 @@ printf '%s\n%s\n' "$password" "$code" | pamtester "$service" "$user" authenticat
 printf '%s\n%s\n' "$password" "$code" | pamtester "$service" "$user" authenticate \
     >"$work/pamtester.log" 2>&1 && die "pamtester with a replayed code succeeded"
 ok "pamtester through the installed module: right code in, replayed code out"
+
+# ---------------------------------------------------------------------------------------
+# Callers without root, through the installed setuid helper: pamtester run as the account
+# itself, as a screen locker runs, under the shipped (default) policy. The helper writes its
+# audit lines to /dev/log: on a host without a syslog daemon, the test listens there.
+
+audit_log="$work/audit.log"
+: >"$audit_log"
+if [ ! -e /dev/log ]; then
+    python3 -c '
+import socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.bind(sys.argv[1])
+with open(sys.argv[2], "ab", buffering=0) as log:
+    while True:
+        log.write(sock.recv(65536).rstrip(b"\n") + b"\n")
+' /dev/log "$audit_log" &
+    listener=$!
+    for _ in $(seq 50); do
+        [ -S /dev/log ] && break
+        sleep 0.1
+    done
+    [ -S /dev/log ] || die "the /dev/log listener did not start"
+fi
+# expect_audit TEXT: an audit line holding TEXT arrived (checked only where the test
+# listens on /dev/log itself).
+expect_audit() {
+    [ -n "$listener" ] || return 0
+    for _ in $(seq 20); do
+        grep -qF -- "$1" "$audit_log" && return 0
+        sleep 0.1
+    done
+    die "no audit line with '$1': $(cat "$audit_log")"
+}
+
+# Three wrong codes lock, and failures are not slowed down, for this test.
+sed -i '1i max_failures = 3\nfail_delay_ms = 0' /etc/pam-mfa/policy.toml
+/usr/sbin/pam-mfa policy check >/dev/null || die "policy check after setting the limits"
+for name in "$self_user" "$plain_user"; do
+    useradd -M -d /nonexistent -s /usr/sbin/nologin "$name"
+    extra_users+=("$name")
+    printf '%s:%s\n' "$name" "$password" | chpasswd
+done
+self_uid=$(id -u "$self_user")
+self_secret=$(head -c 20 /dev/urandom | base32)
+printf '%s\n' "$self_secret" | /usr/sbin/pam-mfa enroll "$self_user" --secret-stdin \
+    --no-confirm >/dev/null 2>&1 || die "pam-mfa enroll $self_user failed"
+self_code() {
+    oathtool --totp -b "$self_secret" -N "@$(($1 * 30))"
+}
+# Paths the caller owns, named where a careless setuid program would look (TZ, HOME, a
+# policy of its own): the helper must never read them.
+trap_dir="$work/trap"
+install -d -o "$self_user" -m 0755 "$trap_dir"
+printf 'store_dir = "%s"\ndefault_mode = "exempt"\n' "$trap_dir" >"$trap_dir/policy.toml"
+cp /usr/share/zoneinfo/UTC "$trap_dir/zone"
+chown "$self_user" "$trap_dir/policy.toml" "$trap_dir/zone"
+caller_env=(env -i PATH=/usr/sbin:/usr/bin:/bin HOME="$trap_dir" TZ="$trap_dir/zone" LANG=C)
+# as WHO CMD...: CMD with WHO's uid, gid and groups, and the trap environment.
+as() {
+    local who=$1
+    shift
+    setpriv --reuid="$who" --regid="$who" --init-groups -- "${caller_env[@]}" "$@"
+}
+cat >"/etc/pam.d/$service-mfa" <<PAM
+# pam-mfa .deb test ($tag): removed when the test ends.
+auth     required   pam_mfa.so
+account  required   pam_permit.so
+PAM
+cat >"/etc/pam.d/$service-own" <<PAM
+# pam-mfa .deb test ($tag): removed when the test ends.
+auth     required   pam_mfa.so config=$trap_dir/policy.toml
+account  required   pam_permit.so
+PAM
+
+# The right code, as the user itself, traced: every path the helper opens or looks at.
+now=$(($(date +%s) / 30))
+code=$(self_code "$now")
+printf '%s\n%s\n' "$password" "$code" |
+    strace -f -qq -e trace=%file -o "$work/strace" -u "$self_user" "${caller_env[@]}" \
+        pamtester "$service" "$self_user" authenticate >"$work/self.log" 2>&1 ||
+    die "as $self_user, the right code: $(cat "$work/self.log")"
+expect_audit "user=$self_user rhost=- mode=optional rule=default outcome=success"
+helper_pid=$(awk '/execve\("\/usr\/libexec\/pam-mfa\/pam-mfa-check"/ { print $1; exit }' \
+    "$work/strace")
+[ -n "$helper_pid" ] || die "the module ran no helper: $(grep execve "$work/strace")"
+awk -v pid="$helper_pid" '$1 == pid' "$work/strace" | grep -oE '"/[^"]*"' | tr -d '"' |
+    sort -u >"$work/helper-paths"
+grep -qx /etc/pam-mfa/policy.toml "$work/helper-paths" ||
+    die "the helper did not read the default policy: $(cat "$work/helper-paths")"
+! grep -qF "$trap_dir" "$work/helper-paths" ||
+    die "the helper read a path of the caller's: $(grep -F "$trap_dir" "$work/helper-paths")"
+while read -r path; do
+    case "$path" in /proc/* | /dev/*) continue ;; esac
+    [ -e "$path" ] || continue
+    owners="$(stat -c %u "$path") $(stat -c %u "$(dirname "$path")")"
+    [ "$owners" = "0 0" ] || die "the helper read $path (owner, directory owner: $owners)"
+done <"$work/helper-paths"
+ok "as $self_user: right code in through the helper, which read only root's paths"
+
+printf '%s\n%s\n' "$password" "$code" | as "$self_user" \
+    pamtester "$service" "$self_user" authenticate >"$work/self.log" 2>&1 &&
+    die "as $self_user, a replayed code succeeded"
+expect_audit 'reason="code already used"'
+wrong=000000
+while [ "$wrong" = "$(self_code $((now - 1)))" ] || [ "$wrong" = "$(self_code "$now")" ] ||
+    [ "$wrong" = "$(self_code $((now + 1)))" ] || [ "$wrong" = "$(self_code $((now + 2)))" ]; do
+    wrong=$(printf '%06d' $((10#$wrong + 1)))
+done
+printf '%s\n%s\n' "$password" "$wrong" | as "$self_user" \
+    pamtester "$service" "$self_user" authenticate >"$work/self.log" 2>&1 &&
+    die "as $self_user, a wrong code succeeded"
+/usr/sbin/pam-mfa status --json "$self_user" | grep -q '"failures": 2' ||
+    die "the replayed and the wrong code were not counted: $(/usr/sbin/pam-mfa status --json "$self_user")"
+printf '%s\n%s\n' "$password" "$wrong" | as "$self_user" \
+    pamtester "$service" "$self_user" authenticate >"$work/self.log" 2>&1 &&
+    die "as $self_user, a wrong code succeeded"
+printf '%s\n%s\n' "$password" "$(self_code $((now + 1)))" | as "$self_user" \
+    pamtester "$service" "$self_user" authenticate >"$work/self.log" 2>&1 &&
+    die "as $self_user, a locked account got in"
+grep -q "is locked until" "$work/self.log" || die "no lock message: $(cat "$work/self.log")"
+ok "as $self_user: replayed and wrong codes refused and counted, then locked"
+
+as "$self_user" pamtester "$service-mfa" "$user" authenticate </dev/null \
+    >"$work/other.log" 2>&1 && die "as $self_user, another account's check succeeded"
+grep -q "Verification code" "$work/other.log" &&
+    die "the helper prompted for another account: $(cat "$work/other.log")"
+expect_audit "helper refused: uid $self_uid asked about account '$user', not its own"
+as "$self_user" pamtester "$service-own" "$self_user" authenticate </dev/null \
+    >"$work/own.log" 2>&1 && die "as $self_user, a policy of the user's own was accepted"
+expect_audit "helper refused: uid $self_uid named the policy '$trap_dir/policy.toml'"
+ok "as $self_user: another account, and a policy of the user's own, refused with audit lines"
+
+printf '%s\n' "$password" | as "$plain_user" \
+    pamtester "$service" "$plain_user" authenticate >"$work/plain.log" 2>&1 ||
+    die "as $plain_user (optional, no secret): $(cat "$work/plain.log")"
+grep -q "Verification code" "$work/plain.log" && die "asked $plain_user for a code"
+expect_audit "user=$plain_user rhost=- mode=optional rule=default outcome=ignore"
+ok "as $plain_user: optional without a secret, the password alone"
 
 # The pam-auth-update profile, enabled for real but in a private mount namespace over
 # copies of /etc/pam.d and /var/lib/pam: a stack that includes common-auth then asks the
@@ -231,7 +390,7 @@ done
 ok "purge with secrets: warned about the stack, kept the store, removed the rest"
 
 # Again, with an empty store: purge removes everything.
-rm -f "/etc/pam.d/$service"
+rm -f "/etc/pam.d/$service" "/etc/pam.d/$service-mfa" "/etc/pam.d/$service-own"
 installed=1
 dpkg -i "$deb" >"$work/install.log" 2>&1 || die "dpkg -i (again) failed"
 dpkg --purge pam-mfa >"$work/purge.log" 2>&1 || die "dpkg --purge (again) failed"

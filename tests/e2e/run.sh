@@ -62,7 +62,7 @@ die() {
 
 packages=(
     openssh-server openssh-client sudo expect oathtool pamtester python3 util-linux login
-    passwd lintian dpkg-dev fakeroot binutils
+    passwd lintian dpkg-dev fakeroot binutils strace
     slapd ldap-utils nslcd libnss-ldapd libnss-wrapper libpam-wrapper
 )
 missing=()
