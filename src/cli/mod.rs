@@ -15,6 +15,7 @@ mod recovery;
 mod remove;
 mod stacks;
 mod status;
+mod store;
 mod unlock;
 
 use std::fmt;
@@ -56,6 +57,9 @@ enum Command {
     /// Import secrets: google-authenticator files, an otpauth URI, or a PSKC seed file.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Work on the store as a whole: bring hosts' file stores into the policy's store.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Write man pages into a directory (for packaging).
     #[command(hide = true)]
     GenerateMan(generate::OutputDir),
@@ -150,6 +154,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Recovery(args) => recovery::run(&args),
         Command::Policy(command) => policy::run(&command),
         Command::Import(command) => import::run(&command),
+        Command::Store(command) => store::run(&command),
         Command::GenerateMan(args) => generate::man(&args),
         Command::GenerateCompletions(args) => generate::completions(&args),
     };

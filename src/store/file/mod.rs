@@ -229,6 +229,21 @@ impl FileStore {
         Ok(hashes)
     }
 
+    /// The hashes of the recovery codes burned by logins and still in the file (a login
+    /// burns a code in place, its `$argon2…` line becoming `#argon2…`; only a new set of
+    /// codes drops them), for `pam-mfa store migrate`, so that a code used on one host
+    /// stays used everywhere.
+    pub fn burned_recovery_hashes(&self, user: &UserName) -> Result<Vec<String>, StoreError> {
+        let Some(contents) = self.dir.read_file(&recovery_name(user))? else {
+            return Ok(Vec::new());
+        };
+        Ok(String::from_utf8_lossy(&contents)
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("#argon2"))
+            .map(|rest| format!("$argon2{rest}"))
+            .collect())
+    }
+
     /// Burns one recovery code: the first byte of its hash's line, `$`, becomes `#`, which
     /// makes the line a comment. One byte written in place and `fdatasync`ed needs no new
     /// space (recovery codes are the way back in when the disk is full), and a crash leaves
