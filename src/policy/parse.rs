@@ -131,7 +131,7 @@ struct RawPolicy {
     max_failures: Option<Spanned<i64>>,
     lockout_seconds: Option<Spanned<i64>>,
     fail_delay_ms: Option<Spanned<i64>>,
-    store: Option<Spanned<RawStore>>,
+    store: Option<RawStore>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -292,9 +292,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         .map_or(DEFAULT_FAIL_DELAY_MS, |n| n as u32);
     let store = match raw.store {
         Some(table) => {
-            let start = table.span().start;
-            store_table::backend(table.into_inner(), start, &|at| lines.of(at))
-                .map_err(|(at, m)| error_at(at, m))?
+            store_table::backend(table, &|at| lines.of(at)).map_err(|(at, m)| error_at(at, m))?
         }
         None => Backend::File,
     };
@@ -397,10 +395,7 @@ pub fn all_errors(text: &str, path: &Path) -> Vec<PolicyError> {
         }
         check(&top.fail_delay_ms, "fail_delay_ms", 0, 30_000);
         if let Some(table) = top.store {
-            let start = table.span().start;
-            if let Err((at, m)) =
-                store_table::backend(table.into_inner(), start, &|at| lines.of(at + shift))
-            {
+            if let Err((at, m)) = store_table::backend(table, &|at| lines.of(at + shift)) {
                 errors.push(error_at(Some(at + shift), m));
             }
         }
@@ -457,7 +452,7 @@ struct RawTop {
     max_failures: Option<Spanned<i64>>,
     lockout_seconds: Option<Spanned<i64>>,
     fail_delay_ms: Option<Spanned<i64>>,
-    store: Option<Spanned<RawStore>>,
+    store: Option<RawStore>,
     #[allow(dead_code)]
     #[serde(default)]
     rule: Vec<de::IgnoredAny>,

@@ -133,14 +133,9 @@ impl<'de> Deserialize<'de> for BackendName {
 /// An error at a byte offset of the policy.
 type Bad = (usize, String);
 
-/// The backend `[store]` names, with every rule between its keys checked. `table` is the
-/// offset of the `[store]` header (for a key that is missing), `line` turns an offset
-/// into a line number.
-pub(super) fn backend(
-    raw: RawStore,
-    table: usize,
-    line: &dyn Fn(usize) -> usize,
-) -> Result<Backend, Bad> {
+/// The backend `[store]` names, with every rule between its keys checked; `line` turns
+/// an offset into a line number.
+pub(super) fn backend(raw: RawStore, line: &dyn Fn(usize) -> usize) -> Result<Backend, Bad> {
     let postgresql_keys = [
         ("connection", raw.connection.as_ref().map(Spanned::span)),
         ("ca_file", raw.ca_file.as_ref().map(Spanned::span)),
@@ -159,9 +154,10 @@ pub(super) fn backend(
             raw.timeout_seconds.as_ref().map(Spanned::span),
         ),
     ];
+    // Without `backend` the table is the file backend's, and `at` is never used.
     let (name, at) = match &raw.backend {
         Some(name) => (*name.get_ref(), name.span().start),
-        None => (BackendName::File, table),
+        None => (BackendName::File, 0),
     };
     if name == BackendName::File {
         return match postgresql_keys
