@@ -11,11 +11,12 @@ use zeroize::Zeroizing;
 use crate::accounts::{self, Account, AccountError, Names};
 use crate::audit::{self, Event, Sink, Syslog, Verdict};
 use crate::clock::{format_iso8601, format_local, Clock, Date};
+use crate::otp::totp::time_step;
 use crate::otp::verify::{
     near_miss, step_offset, verify_hotp, verify_totp, Code, Rejection, TotpParams, Verified,
     NEAR_MISS_STEPS,
 };
-use crate::otp::{Algorithm, Digits};
+use crate::otp::{Algorithm, Digits, MAX_TOTP_WINDOW};
 use crate::otpauth::otpauth;
 use crate::policy::{self, Context, Decision, Limits, Mode, Policy, PolicyError};
 use crate::qr::{Modules, TerminalQr};
@@ -258,6 +259,14 @@ pub enum Denial {
     /// Enrollment at login through a `combined` stack: the code is read before any
     /// password is checked, so the new secret would be shown to anyone.
     EnrollmentCombined,
+    /// The last used TOTP step lies `steps` (more than MAX_TOTP_WINDOW) beyond the module's
+    /// clock: a code was accepted while the clock ran far ahead, and every code of today
+    /// would read as used. Refused without checking the code and not counted (the user
+    /// guessed nothing); `pam-mfa unlock` pulls the step back to now.
+    StepAhead {
+        steps: u64,
+        period: u32,
+    },
 }
 
 /// A failure of configuration or of the system.
@@ -380,6 +389,12 @@ impl Outcome {
             Outcome::Denied(Denial::Revoked) => {
                 "the secret was removed or replaced while the code was typed".into()
             }
+            Outcome::Denied(Denial::StepAhead { steps, period }) => format!(
+                "the last used time step lies {steps} steps ({}) ahead of this host's clock, \
+                 which ran ahead when a code was accepted; refused, not counted \
+                 (pam-mfa unlock pulls it back to now)",
+                clock_about(i32::try_from(*steps).unwrap_or(i32::MAX), *period)
+            ),
             Outcome::Denied(Denial::EnrollmentCombined) => {
                 "no enrollment at login through a combined stack (no password is checked before it)"
                     .into()
@@ -562,7 +577,36 @@ fn decide(
         return Ok(outcome);
     }
     let answer = conv.code(record.digits)?;
-    settle(attempt, conv, &record, answer, &login, request, clock)
+    // The slow hash of a recovery code runs here, before the store's decision: under
+    // the account's lock it made parallel logins wait for each other's Argon2 runs.
+    let recovery = recovery_match(
+        &*store,
+        &login.name,
+        &record,
+        answer.as_deref().map(|a| a.as_slice()),
+    )?;
+    settle(
+        attempt, conv, &record, answer, recovery, &login, request, clock,
+    )
+}
+
+/// For an answer shaped like a recovery code (never a code's shape): the stored hash it
+/// matches, if any, found without holding the account's lock. The decision then only
+/// checks that this hash is still unused (another login may have burned it).
+fn recovery_match(
+    store: &dyn store::Store,
+    user: &UserName,
+    record: &Record,
+    answer: Option<&[u8]>,
+) -> Result<Option<RecoveryMatch>, StoreError> {
+    if answer.and_then(|a| Code::parse(a, record.digits)).is_some() {
+        return Ok(None);
+    }
+    let Some(candidate) = answer.and_then(recovery::normalize) else {
+        return Ok(None);
+    };
+    let hashes = store.recovery_hashes(user)?;
+    Ok(recovery::find(&hashes, &candidate))
 }
 
 /// Phase 1: the account NSS knows by the name PAM gave, with the policy's names resolved;
@@ -666,11 +710,13 @@ fn before_prompt(state: &State, login: &Login, request: &Request, now: u64) -> O
 /// Phase 6, the settle: the answer checked and its verdict made durable in one atomic
 /// step of the store. The proof of a valid code stays here; the outcome is a success only
 /// when the store accepted and the check made that proof.
+#[allow(clippy::too_many_arguments)]
 fn settle(
     attempt: Box<dyn Attempt + '_>,
     answers: &mut Answers<'_>,
     record: &Record,
     answer: Option<Zeroizing<Vec<u8>>>,
+    recovery: Option<RecoveryMatch>,
     login: &Login,
     request: &Request,
     clock: &dyn Clock,
@@ -690,6 +736,7 @@ fn settle(
             match check(
                 record,
                 answer.as_ref().map(|a| a.as_slice()),
+                recovery.as_ref(),
                 current,
                 limits,
                 login.session,
@@ -702,6 +749,11 @@ fn settle(
                 // towards the lockout: sshd answers for root under PermitRootLogin
                 // prohibit-password with a fixed bogus string, which must not lock root out.
                 Err(Denial::NoCode) => store::Verdict::NoCode,
+                // A ledger a clock far ahead left in the future: no code was checked.
+                Err(ahead @ Denial::StepAhead { .. }) => {
+                    denial = ahead;
+                    store::Verdict::NoCode
+                }
                 Err(wrong) => {
                     denial = wrong;
                     store::Verdict::Wrong
@@ -719,7 +771,10 @@ fn settle(
         Settled::Replayed => Outcome::Denied(Denial::Rejected(Rejection::Replayed)),
         Settled::Locked { until } => Outcome::Locked { until },
         Settled::Revoked => Outcome::Denied(Denial::Revoked),
-        Settled::NoCode => Outcome::Denied(Denial::NoCode),
+        Settled::NoCode => Outcome::Denied(match denial {
+            ahead @ Denial::StepAhead { .. } => ahead,
+            _ => Denial::NoCode,
+        }),
         Settled::Denied { locked_until } => {
             // The wrong code that locks: say so now, not only at the next attempt.
             if let (Some(until), false, false) = (locked_until, lockout.combined, request.silent) {
@@ -735,6 +790,7 @@ fn settle(
 fn check(
     record: &Record,
     answer: Option<&[u8]>,
+    recovery: Option<&RecoveryMatch>,
     current: &Current<'_>,
     limits: &Limits,
     session: Option<u32>,
@@ -745,21 +801,37 @@ fn check(
     let code = answer.and_then(|a| Code::parse(a, record.digits));
     let Some(code) = code else {
         // Only answers that cannot be codes may be recovery codes.
-        let Some(candidate) = answer.and_then(recovery::normalize) else {
+        if answer.and_then(recovery::normalize).is_none() {
             return Ok(Err(Denial::NoCode));
-        };
+        }
+        // Matched before the lock; here only: is that hash still unused?
         let hashes = (current.recovery_hashes)()?;
-        return Ok(match recovery::find(&hashes, &candidate) {
+        return Ok(match recovery.filter(|m| hashes.contains(&m.hash)) {
             Some(used) => {
                 let left = hashes.len().saturating_sub(1);
                 let burned = Used::RecoveryHash(used.hash.clone());
-                Ok((accepted(burned), Proof::Recovery { used, left }))
+                Ok((
+                    accepted(burned),
+                    Proof::Recovery {
+                        used: used.clone(),
+                        left,
+                    },
+                ))
             }
             None => Err(Denial::WrongRecoveryCode),
         });
     };
     Ok(match record.kind {
         Kind::Totp => {
+            if let Some(steps) = state
+                .steps_ahead(time_step(now, record.period))
+                .filter(|steps| *steps > u64::from(MAX_TOTP_WINDOW))
+            {
+                return Ok(Err(Denial::StepAhead {
+                    steps,
+                    period: record.period,
+                }));
+            }
             let params = TotpParams {
                 window: limits.window.steps(record.window),
                 ..record.totp_params()

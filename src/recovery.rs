@@ -36,7 +36,7 @@ impl fmt::Debug for RecoveryCode {
 
 /// Proof that a stored recovery code matched an answer. Only this module makes one.
 #[must_use]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RecoveryMatch {
     /// The stored hash that matched (not secret: it is what the store holds).
     pub hash: String,

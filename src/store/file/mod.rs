@@ -477,8 +477,8 @@ impl Attempt for FileAttempt<'_> {
         if let Some(until) = state.refused_until(lockout, now) {
             return Ok(Settled::Locked { until });
         }
-        // The slow hash of a recovery code runs under the lock too, so two logins with one
-        // recovery code cannot both burn it.
+        // The recovery hashes are read again under the lock, so two logins with one
+        // recovery code cannot both burn it (the slow hash ran before the lock).
         let hashes = || FileStore::recovery_hashes(store, &user);
         let current = Current {
             state: &state,
