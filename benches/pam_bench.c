@@ -43,6 +43,13 @@
  *       dlopen(RTLD_NOW) + dlclose COUNT times per module; the first load is also timed
  *       on its own (a fresh process). Prints: load PATH first_us median_us stays_mapped
  *
+ *   pam_bench contend PROCESSES LOGINS SERVICE USER BASE32
+ *       PROCESSES processes, let go together, each log USER in LOGINS times through
+ *       SERVICE with a wrong code (each login takes the account's state lock twice and
+ *       writes the state once, under it), timing each login. Prints: contend SERVICE
+ *       processes logins median_us p90_us p99_us max_us failed (failed: a return other
+ *       than PAM_AUTH_ERR or PAM_MAXTRIES).
+ *
  * Codes are computed here (HMAC-SHA1, libcrypto) just before each login and never timed.
  * A module refuses a code whose step it has accepted already, so each account uses strictly
  * increasing steps: the code of step max(now-1, last+1), within the window of one step each
@@ -69,6 +76,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -641,10 +649,72 @@ static int load(int argc, char **argv)
 	return 0;
 }
 
+/* Issue 18, item 15: how long a login waits for the state lock of an account that many
+ * processes log in to at once. */
+static int contend(int argc, char **argv)
+{
+	if (argc != 6)
+		die("usage: pam_bench contend PROCESSES LOGINS SERVICE USER BASE32");
+	int procs = atoi(argv[1]), logins = atoi(argv[2]);
+	if (procs < 1 || logins < 1)
+		die("usage: pam_bench contend PROCESSES LOGINS SERVICE USER BASE32");
+	struct account a = { .name = argv[4] };
+	int len = base32_decode(argv[5], a.key, sizeof a.key);
+	if (len <= 0)
+		die("bad base32 secret");
+	a.key_len = (size_t)len;
+	char answer[16];
+	snprintf(answer, sizeof answer, "%06u", wrong_code(&a));
+	int go[2], results[2];
+	if (pipe(go) != 0 || pipe(results) != 0)
+		die("pipe");
+	for (int p = 0; p < procs; p++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (pid == 0) {
+			char c;
+			close(go[1]);
+			if (read(go[0], &c, 1) < 0)
+				_exit(2);
+			for (int i = 0; i < logins; i++) {
+				int rc, prompts;
+				double us = pam_login(argv[3], a.name, answer, &rc, &prompts);
+				double record[2] = { us, (rc == PAM_AUTH_ERR || rc == PAM_MAXTRIES) ? 0 : 1 };
+				if (write(results[1], record, sizeof record) != sizeof record)
+					_exit(2);
+			}
+			_exit(0);
+		}
+	}
+	close(go[0]);
+	close(results[1]);
+	close(go[1]); /* let them all go */
+	size_t n = (size_t)procs * (size_t)logins, got = 0, failed = 0;
+	double *v = malloc(n * sizeof *v);
+	double record[2];
+	if (!v)
+		die("out of memory");
+	while (got < n && read(results[0], record, sizeof record) == sizeof record) {
+		v[got++] = record[0];
+		failed += record[1] != 0;
+	}
+	while (wait(NULL) > 0)
+		;
+	qsort(v, got, sizeof *v, cmp_double);
+	printf("contend\t%s\t%d\t%zu\t%.0f\t%.0f\t%.0f\t%.0f\t%zu\n", argv[3], procs, got,
+	       percentile(v, got, 50), percentile(v, got, 90), percentile(v, got, 99),
+	       got ? v[got - 1] : 0.0, failed + (n - got));
+	free(v);
+	return got == n && failed == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "run") == 0)
 		return run(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "contend") == 0)
+		return contend(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "rss") == 0)
 		return rss(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "load") == 0)

@@ -87,12 +87,14 @@ if [ "$quick" -eq 1 ]; then
     scales=${scales:-"200 2000"}
     subset=${subset:-100}
     rounds=1
+    contend_logins=50
     criterion_args=(--warm-up-time 0.3 --measurement-time 1)
     out=${out:-"$repo_root/target/bench-quick"}
 else
     scales=${scales:-"1000 10000 100000"}
     subset=${subset:-1000}
     rounds=2
+    contend_logins=200
     criterion_args=()
     out=${out:-"$repo_root/benches/results"}
 fi
@@ -303,6 +305,22 @@ wrapped() {
         "$@" 2> >(grep -v '_pam_init_handlers: no default config other' >&2)
 }
 
+# contention BASE: 16 processes log one account in at once, over and over, with wrong codes
+# (each login takes the account's state lock twice and writes the state under it): how
+# long a login waits for that lock (issue 18, item 15). Results in contend.tsv.
+contention() {
+    local base=$1 user secret
+    read -r user secret <"$base/accounts.txt"
+    # As the scale's policy, but the wrong codes never lock the account for long.
+    sed -e 's/^max_failures = .*/max_failures = 1000/' \
+        -e 's/^lockout_seconds = .*/lockout_seconds = 1/' \
+        "$base/$first_scale/policy.toml" >"$base/contend.toml"
+    echo "auth required $mfa_module config=$base/contend.toml" >"$base/pam.d/bench-contend"
+    section "Contention: 16 processes logging in to one account at once"
+    wrapped "$base" "$base/passwd" "$work/pam_bench" contend 16 "$contend_logins" \
+        bench-contend "$user" "$secret" | tee -a "$out/contend.tsv" || unexpected
+}
+
 # module_services SCALE...: the harness's service list: each module at each scale, with the
 # wrong-code path for all and the locked-out path for pam_mfa; pam_oath logs each account in
 # once, without warm-up (every one of its logins rewrites the whole users file).
@@ -356,6 +374,7 @@ run_pass() {
         done
         wrapped "$base" "$base/passwd" "$work/pam_bench" load 200 "$mfa_module" \
             "$ga_module" "$oath_module" "$permit_module" | tee -a "$out/load.tsv"
+        contention "$base"
     fi
     if [ "$storage" = tmpfs ]; then
         section "$first_scale enrolled accounts on tmpfs, modules kept loaded"

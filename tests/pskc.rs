@@ -300,7 +300,7 @@ fn vendor_file_imports_by_map_with_totp_steps_hashes_and_counters() {
         "imported 1002 -> bob: totp SHA256, 8 digits, 30 s steps",
         "imported 1003 -> carol: hotp SHA1, 6 digits, counter 5",
         "skipped  1004 -> dave: its time origin (T0) is 1000",
-        "3 imported, 1 skipped, 3 token(s) of the file not in the map, 1 map line(s) naming no token of the file",
+        "3 imported, 0 unchanged, 0 conflict(s), 1 skipped, 3 token(s) of the file not in the map, 1 map line(s) naming no token of the file",
     ] {
         assert!(run.stdout.contains(line), "{line:?} expected: {run:?}");
     }
@@ -346,7 +346,7 @@ fn vendor_file_imports_by_map_with_totp_steps_hashes_and_counters() {
 }
 
 #[test]
-fn enrolled_accounts_are_skipped_unless_forced() {
+fn an_account_enrolled_with_another_secret_is_a_conflict_unless_forced() {
     let sandbox = world().enroll("alice", common::SECRET);
     let file = fixture("rfc6030-figure3.pskcxml");
     let before = record(&sandbox, "alice");
@@ -354,8 +354,15 @@ fn enrolled_accounts_are_skipped_unless_forced() {
         &sandbox,
         &[file.to_str().unwrap(), "--assign", "987654321=alice"],
     );
-    expect_error(&run, "1 token(s) skipped");
-    assert!(run.stdout.contains("enrolled already"), "{run:?}");
+    expect_error(&run, "1 conflict(s) and 0 token(s) skipped");
+    assert!(
+        run.stdout.contains(
+            "conflict  987654321 -> alice: enrolled already with a different secret; use --force to replace it"
+        ) && run
+            .stdout
+            .contains("0 imported, 0 unchanged, 1 conflict(s), 0 skipped"),
+        "{run:?}"
+    );
     assert_eq!(record(&sandbox, "alice"), before);
 
     let forced = import(
@@ -373,6 +380,47 @@ fn enrolled_accounts_are_skipped_unless_forced() {
         .answer(&hotp(RFC_SECRET_HEX, 0, 8))
         .run()
         .expect(Pam::Success);
+}
+
+/// Importing the same file again is no error and changes nothing: a script may run it as
+/// often as it likes, as the other imports allow.
+#[test]
+fn importing_the_same_token_again_is_unchanged_and_succeeds() {
+    let sandbox = world();
+    let file = fixture("rfc6030-figure3.pskcxml");
+    let args = [file.to_str().unwrap(), "--assign", "987654321=alice"];
+    expect_success(&import(&sandbox, &args));
+    sandbox
+        .login("alice")
+        .answer(&hotp(RFC_SECRET_HEX, 0, 8))
+        .run()
+        .expect(Pam::Success);
+    let before = record(&sandbox, "alice");
+    let state_before = fs::read(sandbox.store().join("alice.state")).unwrap();
+
+    let again = import(&sandbox, &args);
+    expect_success(&again);
+    assert!(
+        again
+            .stdout
+            .contains("unchanged 987654321 -> alice: enrolled with this token's secret already")
+            && again
+                .stdout
+                .contains("0 imported, 1 unchanged, 0 conflict(s), 0 skipped"),
+        "{again:?}"
+    );
+    assert_eq!(record(&sandbox, "alice"), before);
+    assert_eq!(
+        fs::read(sandbox.store().join("alice.state")).unwrap(),
+        state_before,
+        "the counter's state is untouched"
+    );
+    // The used counter stays used.
+    sandbox
+        .login("alice")
+        .answer(&hotp(RFC_SECRET_HEX, 0, 8))
+        .run()
+        .expect(Pam::AuthErr);
 }
 
 #[test]

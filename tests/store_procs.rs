@@ -592,3 +592,108 @@ fn a_wrong_code_asks_libpam_for_the_policys_failure_delay() {
     let ignored = sb.login("bob").run();
     assert!(ignored.delays.iter().all(|usec| *usec == 0), "{ignored:?}");
 }
+
+// --- contention: one audit line per login -----------------------------------------------------
+
+/// Issue 18, item 15: sixteen processes log in to one HOTP account at once, several times
+/// each, through the real libpam. Every login writes exactly one audit line, and every
+/// return code is one the module gives for such a login (success, or a wrong or used
+/// code). None is PAM_PERM_DENIED, which libpam returns when no module decides (every one
+/// ignores, or the stack is empty): the account is optional, so a record misread under
+/// contention would show up as exactly that. (The PAM_PERM_DENIED the review saw came
+/// from its harness: pam_wrapper copies the service files into a /tmp/pam.X directory
+/// that processes started together share, so one could read a half-copied, empty service
+/// file and run no module at all. pamdrive --confdir reads the files in place.)
+#[test]
+fn sixteen_processes_on_one_hotp_account_get_one_audit_line_per_login() {
+    const ROUNDS: usize = 12;
+    let sb = sandbox().user("alice", 1000).policy(
+        "store_dir = \"{store}\"\ndefault_mode = \"optional\"\nmax_failures = 1000\n\
+         fail_delay_ms = 0\n",
+    );
+    let enrolled = sb
+        .pam_mfa(&[
+            "enroll",
+            "alice",
+            "--hotp",
+            "--secret-stdin",
+            "--no-confirm",
+        ])
+        .stdin(&format!("{SECRET}\n"))
+        .run();
+    assert_eq!(enrolled.code, Some(0), "{enrolled:?}");
+    sb.audit_lines();
+    // Process p types the code of counter p, every round: some are accepted once, the
+    // rest are used or too far ahead.
+    let codes: Vec<String> = (0..PARALLEL)
+        .map(|counter| {
+            let out = Command::new("oathtool")
+                .args(["--hotp", "-b", "-c", &counter.to_string(), SECRET])
+                .output()
+                .expect("run oathtool");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        })
+        .collect();
+    let children: Vec<Child> = codes
+        .iter()
+        .map(|code| {
+            let mut command = pamdrive_command(&sb, "alice", code, &[]);
+            // --repeat goes before the service: rebuild the arguments with it.
+            let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+            let mut repeated = Command::new(command.get_program());
+            repeated
+                .arg("--repeat")
+                .arg(ROUNDS.to_string())
+                .args(args)
+                .env_clear()
+                .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            command = repeated;
+            command.spawn().expect("spawn pamdrive")
+        })
+        .collect();
+    let (ran, lines) = wait_all(&sb, children);
+
+    let mut rounds = Vec::new();
+    for ran in &ran {
+        assert_eq!(ran.status.code(), Some(0), "pamdrive failed: {ran:?}");
+        assert!(
+            !ran.stderr.contains("audit line not delivered"),
+            "the sink took every line: {ran:?}"
+        );
+        let codes: Vec<Pam> = ran
+            .stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("rc "))
+            .map(|rest| Pam::from_int(rest.split(' ').next().unwrap().parse().unwrap()))
+            .collect();
+        assert_eq!(codes.len(), ROUNDS, "{ran:?}");
+        rounds.extend(codes);
+    }
+    let logins = PARALLEL * ROUNDS;
+    assert_eq!(lines.len(), logins, "one audit line per login: {lines:#?}");
+    let unexplained: Vec<&Pam> = rounds
+        .iter()
+        .filter(|rc| !matches!(rc, Pam::Success | Pam::AuthErr))
+        .collect();
+    assert!(unexplained.is_empty(), "unexplained codes: {unexplained:?}");
+    let successes = rounds.iter().filter(|rc| **rc == Pam::Success).count();
+    let success_lines = lines
+        .iter()
+        .filter(|l| l.get("outcome") == "success")
+        .count();
+    assert_eq!(successes, success_lines, "{lines:#?}");
+    assert!(
+        (1..=PARALLEL).contains(&successes),
+        "each counter is accepted at most once: {successes} successes"
+    );
+    for line in &lines {
+        assert!(
+            matches!(line.get("outcome"), "success" | "deny"),
+            "{line:#?}"
+        );
+        assert_eq!(line.get("mode"), "optional", "{line:#?}");
+    }
+}

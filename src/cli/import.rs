@@ -138,7 +138,7 @@ enum Result1 {
 }
 
 /// How an import meets the account's record.
-enum Enrolled {
+pub(super) enum Enrolled {
     No,
     /// The same secret, kind, algorithm, digits and period: importing again changes
     /// nothing a login sees, so a script may run the import as often as it likes.
@@ -149,7 +149,7 @@ enum Enrolled {
 
 /// Compares what an import would save with what the store holds; secrets in constant
 /// time.
-fn compare_enrolled(
+pub(super) fn compare_enrolled(
     store: &dyn Store,
     user: &UserName,
     new: &Record,

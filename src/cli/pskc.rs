@@ -17,6 +17,7 @@ use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::account::{lookup, open_or_create_store};
+use super::import::{compare_enrolled, Enrolled};
 use super::{CliError, ConfigArg};
 use crate::clock::{Clock, SystemClock};
 use crate::policy;
@@ -132,17 +133,32 @@ pub fn run(args: &PskcArgs) -> Result<(), CliError> {
         .count();
 
     let store = open_or_create_store(&policy)?;
-    let mut imported = 0;
-    let mut skipped = 0;
+    let (mut imported, mut unchanged, mut conflicts, mut skipped) = (0, 0, 0, 0);
     let mut without_recovery = Vec::new();
     for (assignment, plan) in plans {
         let (serial, user) = (&assignment.serial, &assignment.user);
-        let plan = match plan {
-            Plan::Import(_) if !args.force && store.is_enrolled(user)? => Plan::Skip(format!(
-                "{user} is enrolled already (use --force to replace)"
-            )),
-            other => other,
-        };
+        // As the other imports: the same token again changes nothing and is no error, so
+        // that a script may run the import as often as it likes; another secret is a
+        // conflict unless --force.
+        if let (Plan::Import(import), false) = (&plan, args.force) {
+            match compare_enrolled(&*store, user, &import.record)? {
+                Enrolled::No => {}
+                Enrolled::Same => {
+                    unchanged += 1;
+                    println!(
+                        "unchanged {serial} -> {user}: enrolled with this token's secret already"
+                    );
+                    continue;
+                }
+                Enrolled::Different(what) => {
+                    conflicts += 1;
+                    println!(
+                        "conflict  {serial} -> {user}: enrolled already with {what}; use --force to replace it"
+                    );
+                    continue;
+                }
+            }
+        }
         match plan {
             Plan::Import(import) => {
                 let state = State {
@@ -171,7 +187,9 @@ pub fn run(args: &PskcArgs) -> Result<(), CliError> {
         }
     }
 
-    let mut summary = format!("{imported} imported, {skipped} skipped");
+    let mut summary = format!(
+        "{imported} imported, {unchanged} unchanged, {conflicts} conflict(s), {skipped} skipped"
+    );
     if args.all {
         summary.push_str(&format!(
             ", {unassigned} token(s) of the file not in the map, {missing_from_file} map line(s) naming no token of the file"
@@ -189,9 +207,9 @@ pub fn run(args: &PskcArgs) -> Result<(), CliError> {
             without_recovery.join(", ")
         );
     }
-    if skipped > 0 {
+    if conflicts + skipped > 0 {
         return Err(CliError::new(format!(
-            "{skipped} token(s) skipped; see above"
+            "{conflicts} conflict(s) and {skipped} token(s) skipped; see above"
         )));
     }
     Ok(())

@@ -303,8 +303,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for spanned in raw.rule {
         let rule_start = spanned.span().start;
-        let rule = parse_rule(spanned.into_inner(), rule_start, &top, &names, &lines)
-            .map_err(|(at, m)| error_at(at, m))?;
+        let rule =
+            parse_rule(spanned.into_inner(), rule_start, &top, &names, &lines).map_err(|bad| {
+                let (at, m) = bad.into_iter().next().unwrap_or_default();
+                error_at(at, m)
+            })?;
         names.insert(rule.name.clone(), rule.line);
         rules.push(rule);
     }
@@ -344,22 +347,60 @@ pub fn all_errors(text: &str, path: &Path) -> Vec<PolicyError> {
         None => text,
     };
     let shift = text.len() - body.len();
-    let document = match DeTable::parse(body) {
-        Ok(document) => document,
+    // A syntax error leaves no document; each [[rule]] header found in the text then
+    // starts a part read on its own (the top level before the first), so that the
+    // syntax error hides only what its own part says.
+    let (headers, syntax_line) = match DeTable::parse(body) {
+        Ok(document) => {
+            let headers: Vec<std::ops::Range<usize>> = match document.get_ref().get("rule") {
+                Some(value) => match value.get_ref() {
+                    DeValue::Array(items) => items.iter().map(|item| item.span()).collect(),
+                    _ => Vec::new(),
+                },
+                None => Vec::new(),
+            };
+            (headers, None)
+        }
         Err(e) => {
             let (at, message) = explain_at(body, e.span(), e.message());
+            let headers = rule_headers(body);
+            let rest = if headers.is_empty() {
+                "the rest of the file is not checked"
+            } else {
+                "the rest of its part is not checked; the top level and every [[rule]] are \
+                 checked on their own"
+            };
             errors.push(error_at(
                 at.map(|at| at + shift),
-                format!("{message} (a syntax error: the rest of the file is not checked)"),
+                format!("{message} (a syntax error: {rest})"),
             ));
-            return errors;
+            if headers.is_empty() {
+                return errors;
+            }
+            (headers, Some(at.map(|at| lines.of(at + shift))))
         }
     };
+    // After a syntax error, the first part (in the file's order) that is not TOML on its
+    // own is the one the syntax error is in (the parser stops at the first error, so the
+    // parts before it read): it is not read again. A later part with a syntax error of its
+    // own has it reported.
+    let mut cause_found = syntax_line.is_none();
+    let mut is_cause = |part: &str| {
+        let cause = !cause_found && DeTable::parse(part).is_err();
+        cause_found |= cause;
+        cause
+    };
     // The top level, with the rules read as anything: each is read on its own below.
-    let top = match toml::from_str::<RawTop>(body) {
+    // After a syntax error only its own text is read: the rules would not parse.
+    let top_text = match (syntax_line, headers.first()) {
+        (Some(_), Some(first)) => &body[..first.start],
+        _ => body,
+    };
+    let top = match toml::from_str::<RawTop>(top_text) {
         Ok(top) => Some(top),
+        Err(_) if is_cause(top_text) => None,
         Err(e) => {
-            let (at, message) = explain(body, &e);
+            let (at, message) = explain(top_text, &e);
             errors.push(error_at(at.map(|at| at + shift), message));
             None
         }
@@ -401,13 +442,6 @@ pub fn all_errors(text: &str, path: &Path) -> Vec<PolicyError> {
         }
     }
     // Each rule's text runs from the end of its [[rule]] header to the next header.
-    let headers: Vec<std::ops::Range<usize>> = match document.get_ref().get("rule") {
-        Some(value) => match value.get_ref() {
-            DeValue::Array(items) => items.iter().map(|item| item.span()).collect(),
-            _ => Vec::new(),
-        },
-        None => Vec::new(),
-    };
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (index, header) in headers.iter().enumerate() {
         let end = headers.get(index + 1).map_or(body.len(), |next| next.start);
@@ -427,7 +461,9 @@ pub fn all_errors(text: &str, path: &Path) -> Vec<PolicyError> {
                 } else {
                     at.unwrap_or(header.start)
                 };
-                errors.push(error_at(Some(at + shift), message));
+                if !is_cause(&padded) {
+                    errors.push(error_at(Some(at + shift), message));
+                }
                 continue;
             }
         };
@@ -435,10 +471,36 @@ pub fn all_errors(text: &str, path: &Path) -> Vec<PolicyError> {
             Ok(rule) => {
                 names.insert(rule.name.clone(), rule.line);
             }
-            Err((at, message)) => errors.push(error_at(Some(at + shift), message)),
+            Err(bad) => errors.extend(
+                bad.into_iter()
+                    .map(|(at, message)| error_at(Some(at + shift), message)),
+            ),
         }
     }
     errors
+}
+
+/// Where the `[[rule]]` headers are, found in the text itself (for a file with a syntax
+/// error, which has no document to ask): a line that starts, after blanks, with
+/// `[[rule]]` (blanks inside the brackets allowed), followed by nothing but a comment.
+fn rule_headers(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut headers = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset + (line.len() - line.trim_start().len());
+        offset += line.len();
+        let Some(rest) = line.trim_start().strip_prefix("[[") else {
+            continue;
+        };
+        let Some(inner_end) = rest.find("]]") else {
+            continue;
+        };
+        let after = rest[inner_end + 2..].trim();
+        if rest[..inner_end].trim() == "rule" && (after.is_empty() || after.starts_with('#')) {
+            headers.push(start..start + 2 + inner_end + 2);
+        }
+    }
+    headers
 }
 
 /// The top level of the policy as [`all_errors`] reads it: the rules are left for later.
@@ -648,7 +710,10 @@ fn parse_rule(
     top: &Limits,
     earlier: &BTreeMap<String, usize>,
     lines: &Lines,
-) -> Result<Rule, Bad> {
+) -> Result<Rule, Vec<Bad>> {
+    // Every error of meaning is collected, in the order of the checks, so that
+    // `policy check` shows them all; the module needs only the first.
+    let mut bad: Vec<Bad> = Vec::new();
     let name_start = raw.name.span().start;
     // Where each key's value starts, so that what is said about a key later (here, or by
     // `pam-mfa policy check`) names its line rather than the [[rule]] header.
@@ -694,10 +759,9 @@ fn parse_rule(
     let mut item_lines = ItemLines::default();
     let name = raw.name.into_inner();
     if name.trim().is_empty() || name.chars().any(char::is_control) {
-        return Err((name_start, "a rule's name must be non-empty text".into()));
-    }
-    if let Some(line) = earlier.get(&name) {
-        return Err((
+        bad.push((name_start, "a rule's name must be non-empty text".into()));
+    } else if let Some(line) = earlier.get(&name) {
+        bad.push((
             name_start,
             format!("rule name {name:?} is already used by the rule at line {line}"),
         ));
@@ -706,51 +770,71 @@ fn parse_rule(
     let mode = *raw.mode.get_ref();
 
     let mut users = Vec::new();
-    for user in list("users", raw.users).map_err(|(o, m)| at(o, m))? {
-        UserName::parse(user.get_ref())
-            .map_err(|e| at(user.span().start, format!("users: {e}")))?;
+    for user in list("users", raw.users).unwrap_or_else(|(o, m)| {
+        bad.push(at(o, m));
+        Vec::new()
+    }) {
+        if let Err(e) = UserName::parse(user.get_ref()) {
+            bad.push(at(user.span().start, format!("users: {e}")));
+            continue;
+        }
         item_lines.users.push(lines.of(user.span().start));
         users.push(user.into_inner());
     }
     let mut groups = Vec::new();
-    for group in list("groups", raw.groups).map_err(|(o, m)| at(o, m))? {
+    for group in list("groups", raw.groups).unwrap_or_else(|(o, m)| {
+        bad.push(at(o, m));
+        Vec::new()
+    }) {
         let g = group.get_ref();
         // Directory groups have spaces (`domain admins@corp.example.com`); only space at
         // either end, which no group name has, is taken for a typo.
         if g.trim().is_empty() || g.trim() != g || g.chars().any(char::is_control) {
-            return Err(at(
+            bad.push(at(
                 group.span().start,
                 format!("groups: {g:?} is not a valid group name"),
             ));
+            continue;
         }
         item_lines.groups.push(lines.of(group.span().start));
         groups.push(group.into_inner());
     }
     let mut uids = Vec::new();
-    for uid in list("uids", raw.uids).map_err(|(o, m)| at(o, m))? {
-        uids.push(
-            uid_range(uid.get_ref()).map_err(|m| at(uid.span().start, format!("uids: {m}")))?,
-        );
+    for uid in list("uids", raw.uids).unwrap_or_else(|(o, m)| {
+        bad.push(at(o, m));
+        Vec::new()
+    }) {
+        match uid_range(uid.get_ref()) {
+            Ok(range) => uids.push(range),
+            Err(m) => bad.push(at(uid.span().start, format!("uids: {m}"))),
+        }
     }
     let mut services = Vec::new();
-    for service in list("services", raw.services).map_err(|(o, m)| at(o, m))? {
+    for service in list("services", raw.services).unwrap_or_else(|(o, m)| {
+        bad.push(at(o, m));
+        Vec::new()
+    }) {
         let s = service.get_ref();
         if s.is_empty() || s.contains('/') || s.chars().any(|c| c.is_control() || c.is_whitespace())
         {
-            return Err(at(
+            bad.push(at(
                 service.span().start,
                 format!("services: {s:?} is not a PAM service name"),
             ));
+            continue;
         }
         item_lines.services.push(lines.of(service.span().start));
         services.push(service.into_inner());
     }
     let mut from = Vec::new();
-    for block in list("from", raw.from).map_err(|(o, m)| at(o, m))? {
-        from.push(
-            Cidr::parse(block.get_ref())
-                .map_err(|m| at(block.span().start, format!("from: {m}")))?,
-        );
+    for block in list("from", raw.from).unwrap_or_else(|(o, m)| {
+        bad.push(at(o, m));
+        Vec::new()
+    }) {
+        match Cidr::parse(block.get_ref()) {
+            Ok(cidr) => from.push(cidr),
+            Err(m) => bad.push(at(block.span().start, format!("from: {m}"))),
+        }
     }
     let enroll_by = match &raw.enroll_by {
         Some(value) => {
@@ -759,53 +843,54 @@ fn parse_rule(
             let date = match (when.date, when.time, when.offset) {
                 (Some(d), None, None) => Date::new(i64::from(d.year), d.month, d.day),
                 _ => None,
-            }
-            .ok_or_else(|| {
-                at(
+            };
+            if date.is_none() {
+                bad.push(at(
                     start,
                     "enroll_by: expected a date such as 2027-01-31".into(),
-                )
-            })?;
-            if mode != Mode::Required {
-                return Err(at(
+                ));
+            } else if mode != Mode::Required {
+                bad.push(at(
                     start,
                     "enroll_by only makes sense on a required rule".into(),
                 ));
             }
-            Some(date)
+            date
         }
         None => None,
     };
+    let mut setting = |value: &Option<Spanned<i64>>, key: &str, min: u64, max: u64| {
+        optional(value, key, min, max).unwrap_or_else(|(o, m)| {
+            bad.push((o, format!("rule {name:?}: {m}")));
+            None
+        })
+    };
     let limits = Limits {
-        window: optional(&raw.window, "window", 0, u64::from(MAX_TOTP_WINDOW))
-            .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
+        window: setting(&raw.window, "window", 0, u64::from(MAX_TOTP_WINDOW))
             .map_or(top.window, |w| Window::Steps(w as u32)),
-        max_failures: optional(&raw.max_failures, "max_failures", 1, 1000)
-            .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
+        max_failures: setting(&raw.max_failures, "max_failures", 1, 1000)
             .map_or(top.max_failures, |n| n as u32),
-        lockout_seconds: optional(&raw.lockout_seconds, "lockout_seconds", 1, 30 * 86_400)
-            .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?
+        lockout_seconds: setting(&raw.lockout_seconds, "lockout_seconds", 1, 30 * 86_400)
             .unwrap_or(top.lockout_seconds),
     };
+    let remember_seconds = setting(
+        &raw.remember_seconds,
+        "remember_seconds",
+        1,
+        MAX_REMEMBER_SECONDS,
+    );
     let self_enroll = raw.self_enroll.as_ref().is_some_and(|v| *v.get_ref());
     if self_enroll && mode != Mode::Required {
-        return Err((
+        bad.push((
             raw.self_enroll
                 .as_ref()
                 .map_or(rule_start, |v| v.span().start),
             format!("rule {name:?}: self_enroll only makes sense on a required rule"),
         ));
     }
-    let remember_seconds = optional(
-        &raw.remember_seconds,
-        "remember_seconds",
-        1,
-        MAX_REMEMBER_SECONDS,
-    )
-    .map_err(|(o, m)| (o, format!("rule {name:?}: {m}")))?;
     let allow_root = raw.allow_root.as_ref().is_some_and(|v| *v.get_ref());
-    if allow_root && remember_seconds.is_none() {
-        return Err((
+    if allow_root && remember_seconds.is_none() && raw.remember_seconds.is_none() {
+        bad.push((
             raw.allow_root.as_ref().map_or(rule_start, |v| v.span().start),
             format!("rule {name:?}: allow_root only applies to remember_seconds, which the rule does not set"),
         ));
@@ -832,7 +917,7 @@ fn parse_rule(
     };
     if rule.names_root() {
         if rule.mode != Mode::Required {
-            return Err((
+            bad.push((
                 key_start(&["mode"]),
                 format!(
                     "rule {:?} would make root {}; root always needs a code",
@@ -841,7 +926,7 @@ fn parse_rule(
             ));
         }
         if rule.limits.looser_than(top) {
-            return Err((
+            bad.push((
                 key_start(&["window", "max_failures", "lockout_seconds"]),
                 format!(
                     "rule {:?} names root with limits looser than the top level; root's limits may only be stricter",
@@ -850,7 +935,7 @@ fn parse_rule(
             ));
         }
         if rule.enroll_by.is_some() {
-            return Err((
+            bad.push((
                 key_start(&["enroll_by"]),
                 format!(
                     "rule {:?} names root: enroll_by never applies to root",
@@ -859,7 +944,7 @@ fn parse_rule(
             ));
         }
         if rule.self_enroll {
-            return Err((
+            bad.push((
                 key_start(&["self_enroll"]),
                 format!(
                     "rule {:?} names root: root never enrolls itself at login",
@@ -868,7 +953,7 @@ fn parse_rule(
             ));
         }
         if rule.remember_seconds.is_some() && !rule.allow_root {
-            return Err((
+            bad.push((
                 key_start(&["remember_seconds"]),
                 format!(
                     "rule {:?} names root with remember_seconds; add allow_root = true if root may skip the code within that time",
@@ -877,7 +962,11 @@ fn parse_rule(
             ));
         }
     }
-    Ok(rule)
+    if bad.is_empty() {
+        Ok(rule)
+    } else {
+        Err(bad)
+    }
 }
 
 /// An optional integer setting, checked against its range.
@@ -1017,6 +1106,79 @@ mode = \"optional\"
         let syntax = all_errors("a = \nmax_failures = 0\n", Path::new("p"));
         assert_eq!(syntax.len(), 1, "{syntax:?}");
         assert!(syntax[0].message.contains("not checked"), "{syntax:?}");
+    }
+
+    /// Within one rule every error of meaning is reported, each at its key's line and
+    /// naming the rule; the module still stops at the first.
+    #[test]
+    fn every_error_of_one_rule_is_reported_at_its_line() {
+        let text = "\
+[[rule]]
+name = \"ops\"
+mode = \"optional\"
+users = [\"a/b\", \"alice\", \"\"]
+uids = [\"9-1\"]
+from = [\"10.0.0.0/33\"]
+window = 99
+self_enroll = true
+";
+        let errors = all_errors(text, Path::new("policy.toml"));
+        let found: Vec<(Option<usize>, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        let lines: Vec<Option<usize>> = found.iter().map(|(line, _)| *line).collect();
+        assert_eq!(
+            lines,
+            [Some(4), Some(4), Some(5), Some(6), Some(7), Some(8)],
+            "{found:#?}"
+        );
+        assert!(
+            found.iter().all(|(_, m)| m.starts_with("rule \"ops\": ")),
+            "{found:#?}"
+        );
+        assert!(found[5].1.contains("self_enroll"), "{found:#?}");
+        let first = parse_str(text).unwrap_err();
+        assert_eq!(first, errors[0]);
+    }
+
+    /// A syntax error hides only its own part: the top level and every other [[rule]]
+    /// are still checked, each on its own; the syntax error is said once.
+    #[test]
+    fn after_a_syntax_error_the_other_rules_are_still_checked() {
+        let text = "\
+max_failures = 0
+[[rule]]
+name = \"broken\"
+mode = \"required\"
+users = [\"alice\"
+[[rule]]
+name = \"later\"
+mode = \"exempt\"
+uids = [\"9-1\"]
+";
+        let errors = all_errors(text, Path::new("policy.toml"));
+        let found: Vec<(Option<usize>, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(
+            found[0].1.contains("a syntax error") && found[0].1.contains("checked on their own"),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(line, m)| *line == Some(1) && m.contains("max_failures")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(line, m)| *line == Some(9) && m.contains("rule \"later\"")),
+            "{found:#?}"
+        );
     }
 
     #[test]
