@@ -4,12 +4,20 @@
 
 #![forbid(unsafe_code)]
 
-use std::os::fd::OwnedFd;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+use nix::sys::signal::SigSet;
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::{pipe2, Pid};
 use zeroize::Zeroizing;
 
 use crate::audit::{self, Event, Sink, Syslog, Verdict};
@@ -57,35 +65,68 @@ fn run(
     conv: &mut dyn Conversation,
 ) -> Result<Status, String> {
     check_helper(&options.helper)?;
-    let mut child = Command::new(&options.helper)
-        .env_clear()
-        .current_dir("/")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot be run: {e}"))?;
-    let result = converse(&mut child, request, conv);
-    // The helper ends on its own once its pipes close (or at its deadline); if it
-    // already ended, or the application reaps children itself, there is nothing to wait for.
-    drop(child.stdin.take());
-    drop(child.stdout.take());
-    let _ = child.wait();
+    let (child, to_helper, from_helper) =
+        spawn(&options.helper).map_err(|e| format!("cannot be run: {e}"))?;
+    let result = converse(to_helper, from_helper, request, conv);
+    // The helper ends on its own once its pipes close (converse dropped them) or at its
+    // deadline; if it already ended, or the application reaps children itself, there is
+    // nothing to wait for.
+    while let Err(Errno::EINTR) = waitpid(child, None) {}
     result
 }
 
+/// Starts the helper with an empty environment, its standard input and output on pipes
+/// to this process and its standard error on /dev/null, its signal mask cleared. With
+/// posix_spawn from nix rather than std::process::Command, whose fork, exec and
+/// pidfd paths would add some forty libc symbols that every dlopen of the module would
+/// resolve (the load cost of issue 15).
+fn spawn(helper: &Path) -> nix::Result<(Pid, OwnedFd, OwnedFd)> {
+    let (child_in, to_helper) = pipe2(OFlag::O_CLOEXEC)?;
+    let (from_helper, child_out) = pipe2(OFlag::O_CLOEXEC)?;
+    // A host that closed its own standard input or output would have handed out 0 or 1:
+    // the dup2s below must not overwrite one pipe with the other.
+    let child_in = above_stdio(child_in)?;
+    let child_out = above_stdio(child_out)?;
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_dup2(child_in.as_raw_fd(), 0)?;
+    actions.add_dup2(child_out.as_raw_fd(), 1)?;
+    actions.add_open(2, "/dev/null", OFlag::O_WRONLY, Mode::empty())?;
+    let mut attributes = PosixSpawnAttr::init()?;
+    attributes.set_sigmask(&SigSet::empty())?;
+    attributes.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK)?;
+    let program = CString::new(helper.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let no_environment: [&CStr; 0] = [];
+    let child = posix_spawn(
+        program.as_c_str(),
+        &actions,
+        &attributes,
+        &[program.as_c_str()],
+        &no_environment,
+    )?;
+    // The child's ends are closed here: only the helper holds them now.
+    Ok((child, to_helper, from_helper))
+}
+
+/// `fd`, moved to a number above 2 (close-on-exec) when it is 0, 1 or 2.
+fn above_stdio(fd: OwnedFd) -> nix::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // std duplicates with F_DUPFD_CLOEXEC from 3 up; the low number is closed on return.
+    fd.try_clone()
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))
+}
+
 fn converse(
-    child: &mut Child,
+    to_helper: OwnedFd,
+    from_helper: OwnedFd,
     request: &Request,
     conv: &mut dyn Conversation,
 ) -> Result<Status, String> {
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err("no pipe to it".into());
-    };
     // A little longer than the helper's own deadline: the helper gives up first.
     let deadline = Instant::now() + DEADLINE + std::time::Duration::from_secs(10);
-    let mut channel = Channel::new(OwnedFd::from(stdout), OwnedFd::from(stdin), deadline)
-        .map_err(|e| format!("pipe: {e}"))?;
+    let mut channel =
+        Channel::new(from_helper, to_helper, deadline).map_err(|e| format!("pipe: {e}"))?;
     let broken = |e: std::io::Error| format!("the pipe failed: {e}");
     channel
         .send(&ToHelper::Login(LoginRequest {
