@@ -13,8 +13,8 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{posix_fallocate, Flock, FlockArg, OFlag};
@@ -227,7 +227,7 @@ impl ParkedState {
 /// Linux has no flock with a timeout, and a PAM module may not install a signal handler
 /// (SIGALRM) in its host. So: one non-blocking try, which is all an uncontended login
 /// pays; on contention the file goes to a short-lived thread that blocks in flock and
-/// hands the locked file back over a channel, which this thread waits on until the
+/// hands the locked file back through a Mutex and Condvar, which this thread waits on until the
 /// deadline. The waiter is woken by the kernel the moment the holder unlocks, instead
 /// of finding out on its next 2 ms poll. On timeout the caller fails closed and drops
 /// its end; the thread, when it gets the lock at last, cannot hand it over, drops it
@@ -242,7 +242,10 @@ fn lock_within(file: File, path: &Path, timeout: Duration) -> Result<Flock<File>
         Err((file, Errno::EWOULDBLOCK | Errno::EINTR)) => file,
         Err((_, errno)) => return Err(io(path, "lock", errno)),
     };
-    let (sender, receiver) = sync_channel(1);
+    // The thread leaves its result in `slot` and wakes this one. On a timeout this side
+    // drops its reference; the locked file then goes with the thread's (unlocking).
+    let slot: Arc<Handover> = Arc::default();
+    let handover = Arc::clone(&slot);
     std::thread::Builder::new()
         .name("pam_mfa-lock".into())
         .stack_size(WAITER_STACK)
@@ -251,15 +254,39 @@ fn lock_within(file: File, path: &Path, timeout: Duration) -> Result<Flock<File>
             // this library: a pending thread-local destructor keeps glibc's dlclose
             // from unmapping it until the thread has ended.
             KEEP_LOADED.with(|_| {});
-            let _ = sender.send(lock_blocking(file));
+            let result = lock_blocking(file);
+            if let Ok(mut held) = handover.result.lock() {
+                *held = Some(result);
+                handover.ready.notify_one();
+            }
         })
         .map_err(|e| io(path, "start a thread to wait for the lock on", errno_of(&e)))?;
-    match receiver.recv_timeout(timeout) {
-        Ok(Ok(locked)) => Ok(locked),
-        Ok(Err(errno)) => Err(io(path, "lock", errno)),
-        Err(RecvTimeoutError::Timeout) => Err(StoreError::Busy { path: path.into() }),
-        Err(RecvTimeoutError::Disconnected) => Err(io(path, "lock", Errno::EIO)),
+    let deadline = Instant::now() + timeout;
+    let poisoned = || io(path, "lock", Errno::EIO);
+    let mut held = slot.result.lock().map_err(|_| poisoned())?;
+    loop {
+        if let Some(result) = held.take() {
+            return result.map_err(|errno| io(path, "lock", errno));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(StoreError::Busy { path: path.into() });
+        }
+        held = slot
+            .ready
+            .wait_timeout(held, left)
+            .map_err(|_| poisoned())?
+            .0;
     }
+}
+
+/// Where the waiting thread leaves the locked file (or flock's error) for the login.
+/// A Mutex and a Condvar rather than a channel: std's channels link three
+/// implementations into the module, which every dlopen pays for (issue 15).
+#[derive(Default)]
+struct Handover {
+    result: Mutex<Option<Result<Flock<File>, Errno>>>,
+    ready: Condvar,
 }
 
 /// The waiting thread's stack: it only calls flock and sends.
@@ -425,6 +452,8 @@ fn decode(slot: &[u8; SLOT_LEN]) -> Option<(u64, State)> {
 #[cfg(test)]
 mod tests {
     use super::super::fs::temp_store;
+    use std::sync::mpsc::sync_channel;
+
     use super::*;
 
     fn sample(step: u64) -> State {
