@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -930,7 +931,6 @@ fn enroll_at_login(
         return Ok(Outcome::Denied(Denial::EnrollmentSilenced));
     }
     let name = &login.name;
-    let limits = &login.decision.limits;
     // Read without creating: only a counted wrong code writes to the store.
     if let Some(state) = store.peek_state(name)? {
         if state.locked_at(clock.now()) {
@@ -960,34 +960,9 @@ fn enroll_at_login(
     answers.conv.info(&message).map_err(Failure::Conversation)?;
     drop(message);
 
-    let answer = answers.code(record.digits)?;
-    let Some(code) = answer
-        .as_deref()
-        .and_then(|a| Code::parse(a, record.digits))
-    else {
-        return Ok(Outcome::Denied(Denial::NoCode));
-    };
-    let now = clock.now();
-    let verified = match verify_totp(
-        record.secret.as_bytes(),
-        &record.totp_params(),
-        &code,
-        now,
-        None,
-    ) {
-        Ok(verified) => verified,
-        Err(rejection) => {
-            // Counted durably, as a wrong code of an enrolled account is.
-            let lockout = Lockout {
-                max_failures: limits.max_failures,
-                lockout_seconds: limits.lockout_seconds,
-                combined: false,
-            };
-            return Ok(match store.count_failure(name, clock, &lockout)? {
-                Settled::Locked { until } => Outcome::Locked { until },
-                _ => Outcome::Denied(Denial::Rejected(rejection)),
-            });
-        }
+    let (verified, now) = match first_code(answers, store, login, &record, clock)? {
+        FirstCode::Valid { verified, now } => (verified, now),
+        FirstCode::Refused(outcome) => return Ok(outcome),
     };
     let (codes, hashes) = recovery::generate().map_err(|e| Failure::System(e.to_string()))?;
     let state = State {
@@ -1018,6 +993,84 @@ fn enroll_at_login(
     // new codes with pam-mfa recovery.
     let _ = answers.conv.info(shown.trim_end());
     Ok(Outcome::Success(Proof::SelfEnrolled(verified)))
+}
+
+/// How many first codes an enrollment at login takes: a mistyped code does not throw the
+/// new secret away, so the user need not scan again.
+pub const ENROLL_TRIES: u32 = 3;
+
+/// The first code of an enrollment at login, checked against the new secret.
+enum FirstCode {
+    Valid { verified: Verified, now: u64 },
+    Refused(Outcome),
+}
+
+/// Asks for the first code up to [`ENROLL_TRIES`] times. Each wrong code is counted
+/// durably, as a wrong code of an enrolled account is, and the tries end at the lock; an
+/// answer that cannot be a code ends them uncounted. libpam waits its failure delay only
+/// once, when the call returns, so between tries the module waits the policy's delay itself.
+fn first_code(
+    answers: &mut Answers<'_>,
+    store: &dyn Store,
+    login: &Login,
+    record: &Record,
+    clock: &dyn Clock,
+) -> Result<FirstCode, Failure> {
+    let limits = &login.decision.limits;
+    let lockout = Lockout {
+        max_failures: limits.max_failures,
+        lockout_seconds: limits.lockout_seconds,
+        combined: false,
+    };
+    let mut refused = Outcome::Denied(Denial::NoCode);
+    for tries_left in (0..ENROLL_TRIES).rev() {
+        let answer = match answers.code(record.digits) {
+            Ok(answer) => answer,
+            // A conversation that ends after a counted wrong code ends in that refusal.
+            Err(Failure::Conversation(_)) if tries_left + 1 < ENROLL_TRIES => {
+                return Ok(FirstCode::Refused(refused))
+            }
+            Err(failure) => return Err(failure),
+        };
+        let Some(code) = answer
+            .as_deref()
+            .and_then(|a| Code::parse(a, record.digits))
+        else {
+            return Ok(FirstCode::Refused(refused));
+        };
+        let now = clock.now();
+        let rejection = match verify_totp(
+            record.secret.as_bytes(),
+            &record.totp_params(),
+            &code,
+            now,
+            None,
+        ) {
+            Ok(verified) => return Ok(FirstCode::Valid { verified, now }),
+            Err(rejection) => rejection,
+        };
+        refused = Outcome::Denied(Denial::Rejected(rejection));
+        match store.count_failure(&login.name, clock, &lockout)? {
+            Settled::Locked { until } => return Ok(FirstCode::Refused(Outcome::Locked { until })),
+            Settled::Denied {
+                locked_until: Some(until),
+            } => {
+                let _ = answers.conv.error(&locked_message(until));
+                return Ok(FirstCode::Refused(refused));
+            }
+            _ if tries_left == 0 => break,
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(answers.delay_ms()));
+        let again = format!(
+            "That code is not right. Type the code the app shows now ({tries_left} {} left).",
+            if tries_left == 1 { "try" } else { "tries" }
+        );
+        if answers.conv.error(&again).is_err() {
+            return Ok(FirstCode::Refused(refused));
+        }
+    }
+    Ok(FirstCode::Refused(refused))
 }
 
 fn debug_line(
@@ -1159,6 +1212,11 @@ impl<'c> Answers<'c> {
             combined,
             delay,
         })
+    }
+
+    /// The policy's failure delay, in milliseconds.
+    fn delay_ms(&self) -> u64 {
+        u64::from(self.delay / 1000)
     }
 
     /// The code as answered; None for a NULL answer or a combined secret too short to

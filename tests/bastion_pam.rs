@@ -132,12 +132,20 @@ fn expect_enrollment_offered(run: &Transaction, user: &str) -> Shown {
         width >= 21 && qr.iter().all(|l| l.chars().count() == width),
         "the QR code's lines are of one width: {shown}"
     );
+    // One prompt, and one more after each wrong code the module asks again for.
+    let retries = run
+        .messages
+        .iter()
+        .filter(|m| m.style == "error" && m.text.contains("left)."))
+        .count();
     let prompts = run.prompts();
-    assert_eq!(prompts.len(), 1, "{run:?}");
-    assert_eq!(
-        (prompts[0].style.as_str(), prompts[0].text.as_str()),
-        ("echo_off", PROMPT)
-    );
+    assert_eq!(prompts.len(), 1 + retries, "{run:?}");
+    for prompt in prompts {
+        assert_eq!(
+            (prompt.style.as_str(), prompt.text.as_str()),
+            ("echo_off", PROMPT)
+        );
+    }
     let secret = uri_secret(&uri);
     assert!(secret.len() >= 32, "a secret of 160 bits or more: {uri}");
     Shown { uri, secret }
@@ -293,6 +301,9 @@ fn a_wrong_or_missing_first_code_keeps_no_secret() {
         assert_eq!(run.rc(), expected, "{case}: {run:?}");
         let shown = expect_enrollment_offered(&run, "alice");
         assert_eq!(run.infos().len(), 1, "{case}: no recovery codes: {run:?}");
+        // A wrong code is asked for again, up to three tries; anything else ends the login.
+        let tries = if case == "a wrong code" { 3 } else { 1 };
+        assert_eq!(run.prompts().len(), tries, "{case}: {run:?}");
         // No secret and no recovery code is kept; a wrong code (the first case) is counted
         // towards the lockout in the state file, as any wrong code is (issue 18, item 2).
         assert_eq!(

@@ -116,24 +116,33 @@ while printf '%s\n' "$near" | grep -qx "$code"; do
 done
 echo "$code""#;
 
-/// Wrong first codes of an enrollment at login count like wrong codes: after max_failures
-/// the account is locked, and no new secret is shown until the lock ends.
+/// Wrong first codes of an enrollment at login count like wrong codes: a mistyped code
+/// does not throw the secret away (three tries, one QR code), each try is counted, and
+/// after max_failures the account is locked and no new secret is shown until the lock ends.
 #[test]
 fn wrong_first_codes_of_an_enrollment_at_login_lock_the_account() {
     let sb = sandbox().user("carol", 1002).policy(
         "store_dir = \"{store}\"\ndefault_mode = \"required\"\nmax_failures = 3\n\
-         lockout_seconds = 600\n[[rule]]\nname = \"newcomers\"\nusers = [\"carol\"]\n\
-         mode = \"required\"\nself_enroll = true\n",
+         lockout_seconds = 600\nfail_delay_ms = 0\n[[rule]]\nname = \"newcomers\"\n\
+         users = [\"carol\"]\nmode = \"required\"\nself_enroll = true\n",
     );
-    for attempt in 1..=3 {
-        let run = sb.login("carol").answer_cmd(CLUMSY_PHONE).run();
-        run.expect(Pam::AuthErr);
-        assert_eq!(
-            run.infos().len(),
-            1,
-            "attempt {attempt}: the QR code: {run:?}"
-        );
-    }
+    let run = sb.login("carol").answer_cmd(CLUMSY_PHONE).run();
+    run.expect(Pam::AuthErr);
+    assert_eq!(
+        run.infos().len(),
+        1,
+        "one QR code for all three tries: {run:?}"
+    );
+    assert_eq!(run.prompts().len(), 3, "three tries: {run:?}");
+    let errors: Vec<&str> = run
+        .messages
+        .iter()
+        .filter(|m| m.style == "error")
+        .map(|m| m.text.as_str())
+        .collect();
+    assert!(errors[0].contains("2 tries left"), "{errors:?}");
+    assert!(errors[1].contains("1 try left"), "{errors:?}");
+    assert!(errors[2].contains("locked"), "the third locks: {errors:?}");
     let run = sb.login("carol").answer_cmd(CLUMSY_PHONE).run();
     assert_eq!(run.rc(), Pam::Other(11), "PAM_MAXTRIES: {run:?}");
     assert!(
