@@ -11,8 +11,10 @@
 # libpam-google-authenticator (the import tests use files its command writes), fish (the
 # completion tests run the generated completions in bash and fish), man-db (the man page
 # tests render the generated pages with `man --warnings -l`) and valgrind
-# (tests/conversation.rs runs the module's conversation paths under memcheck) and libfaketime
-# (tests/hardening.rs runs a login under a clock a day ahead with libfaketime).
+# (tests/conversation.rs runs the module's conversation paths under memcheck), libfaketime
+# (tests/hardening.rs runs a login under a clock a day ahead with libfaketime), postgresql
+# and openssl (tests/pg/start.sh runs a private PostgreSQL with TLS and certificates it
+# makes, for the fleet store's tests; no system service is used).
 #
 # Outside CI, apt is skipped when every package is already installed; with CI=true it
 # always runs `apt-get update` and `apt-get install`, so a fresh machine is set up the same
@@ -38,6 +40,8 @@ packages=(
     man-db
     valgrind
     libfaketime
+    postgresql
+    openssl
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

@@ -26,6 +26,16 @@ cargo build --locked
 section "Release build (cargo build --release --locked)"
 cargo build --release --locked
 
+# One private PostgreSQL (TLS, client certificates) for every test binary of the fleet
+# store; a binary run alone starts its own. It stops when this script ends.
+section "A private PostgreSQL (tests/pg/start.sh)"
+pg_parent=$(mktemp -d)
+pg_dir="$pg_parent/pg"
+trap 'tests/pg/start.sh --stop "$pg_dir"; rmdir "$pg_parent"' EXIT
+tests/pg/start.sh "$pg_dir" --owner-pid $$
+# shellcheck source=/dev/null
+. "$pg_dir/env"
+
 # tests/conversation.rs runs the module's conversation paths under valgrind's memcheck
 # (installed by deps.sh), with an application that swaps its PAM_CONV mid-call.
 section "Tests (cargo test --release --locked)"
