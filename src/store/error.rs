@@ -58,6 +58,15 @@ pub enum StoreError {
     NotHere { backend: &'static str },
     /// The account's HOTP state cannot be read, and its counter cannot be rebuilt.
     CounterLost { path: PathBuf, user: String },
+    /// The fleet database could not be reached, refused us, or answered in error. `what`
+    /// names the step (connect, tls, state...), `message` the cause; never a secret.
+    Database { what: &'static str, message: String },
+    /// The fleet database did not finish the exchange within `timeout_seconds`.
+    Timeout { seconds: u64 },
+    /// A sealed secret that does not open: another key, or not this account's.
+    Sealed { user: String, message: String },
+    /// The sealing key file is unusable.
+    Key { path: PathBuf, message: String },
 }
 
 impl fmt::Display for StoreError {
@@ -131,6 +140,19 @@ impl fmt::Display for StoreError {
                 "{}: the HOTP counter is lost; re-enroll {user} with pam-mfa enroll --force",
                 path.display()
             ),
+            Self::Database { what, message } => {
+                write!(f, "fleet store ({what}): {message}")
+            }
+            Self::Timeout { seconds } => write!(
+                f,
+                "fleet store: no answer within timeout_seconds ({seconds} s)"
+            ),
+            Self::Sealed { user, message } => {
+                write!(f, "fleet store: the secret of {user} {message}")
+            }
+            Self::Key { path, message } => {
+                write!(f, "{}: secret_key_file: {message}", path.display())
+            }
             Self::AlreadyEnrolled { user } => write!(
                 f,
                 "{user} is enrolled already; use --force to replace the secret"

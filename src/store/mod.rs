@@ -9,6 +9,7 @@
 
 mod error;
 pub mod file;
+pub mod postgres;
 pub mod record;
 pub mod state;
 

@@ -6,6 +6,8 @@
 //! Each test binary uses part of this module only.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::hash_map::DefaultHasher;
 use std::fmt;
 use std::fs;
