@@ -1,7 +1,8 @@
 //! The policy's `[store]` table through the built module and the admin command: a policy
 //! that names the PostgreSQL backend is never served from the file store in its place
-//! (the module hands it on without a prompt; every subcommand refuses it until the
-//! backend is built), and `pam-mfa policy check` checks the files it names.
+//! (the module hands it on without a prompt; every subcommand opens the database, and
+//! fails when it cannot, never falling back to the files), and `pam-mfa policy check`
+//! checks the files it names. The fleet store at work is in tests/fleet.rs.
 
 mod common;
 
@@ -72,9 +73,10 @@ fn the_module_never_serves_a_postgresql_policy_from_the_file_store() {
 }
 
 /// Every subcommand opens its store through one function, which names the backend the
-/// policy asks for and never falls back to the files.
+/// policy asks for and never falls back to the files: here the password file does
+/// not exist, and every subcommand fails on it, in one line.
 #[test]
-fn every_subcommand_refuses_the_postgresql_backend_until_it_is_built() {
+fn every_subcommand_opens_the_postgresql_backend_never_the_files() {
     let sb = fleet_policy(FILES);
     let record = fs::read(sb.record_path("alice")).unwrap();
     for args in [
@@ -89,8 +91,7 @@ fn every_subcommand_refuses_the_postgresql_backend_until_it_is_built() {
         let run = sb.pam_mfa(args).run();
         assert_ne!(run.code, Some(0), "{args:?}: {run:?}");
         assert!(
-            run.stderr
-                .contains("the postgresql backend is not built yet"),
+            run.stderr.contains("/etc/pam-mfa/db.pass: cannot open"),
             "{args:?}: {run:?}"
         );
         assert_eq!(run.stderr.trim().lines().count(), 1, "{args:?}: {run:?}");

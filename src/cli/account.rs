@@ -9,6 +9,7 @@ use std::process::Command;
 use super::CliError;
 use crate::accounts::{self, Account, AccountError, Names};
 use crate::policy::{self, Backend, Policy};
+use crate::store::postgres::{PgStore, Settings};
 use crate::store::{FileStore, Store, StoreError};
 use crate::username::UserName;
 
@@ -86,10 +87,8 @@ fn open(policy: &Policy, create: bool) -> Result<Box<dyn Store>, CliError> {
             };
             Ok(Box::new(store.map_err(owner_hint)?))
         }
-        Backend::Postgresql(_) => Err(CliError::new(format!(
-            "{}: [store] backend = \"postgresql\": the postgresql backend is not built yet",
-            policy.path.display()
-        ))),
+        // The fleet store: the database is reached at the first operation, not here.
+        Backend::Postgresql(store) => Ok(Box::new(PgStore::open(&Settings::from_policy(store))?)),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod account;
 mod enroll;
+mod fleet;
 mod generate;
 mod import;
 mod input;
@@ -57,7 +58,8 @@ enum Command {
     /// Import secrets: google-authenticator files, an otpauth URI, or a PSKC seed file.
     #[command(subcommand)]
     Import(import::ImportCommand),
-    /// Work on the store as a whole: bring hosts' file stores into the policy's store.
+    /// Work on the store as a whole: bring hosts' file stores into the policy's store,
+    /// create the fleet store's tables, re-seal its secrets.
     #[command(subcommand)]
     Store(store::StoreCommand),
     /// Write man pages into a directory (for packaging).

@@ -1,6 +1,7 @@
 //! `pam-mfa store migrate --from DIR`: brings a host's file store into the store the
 //! policy names, through the store interface alone, so the same merge serves every
-//! backend. Idempotent: a second run changes nothing and says "unchanged".
+//! backend. Idempotent: a second run changes nothing and says "unchanged". The fleet
+//! store's own subcommands (init, rekey, new-key) are in fleet.rs.
 
 #![forbid(unsafe_code)]
 
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::account::open_or_create_store;
-use super::{CliError, ConfigArg};
+use super::{fleet, CliError, ConfigArg};
 use crate::policy;
 use crate::store::{FileStore, State, Store, StoreError};
 use crate::username::UserName;
@@ -20,6 +21,13 @@ pub enum StoreCommand {
     /// counter win, recovery codes used on any host stay used, and an account whose
     /// secret differs between hosts is refused and reported.
     Migrate(MigrateArgs),
+    /// Create or upgrade the fleet store's tables and the module role's grants (run with
+    /// a policy naming the admin role); idempotent.
+    Init(fleet::InitArgs),
+    /// Re-seal every secret of the fleet store under a new key file.
+    Rekey(fleet::RekeyArgs),
+    /// Write a new 32-byte key file (mode 0600) for the fleet store's secret_key_file.
+    NewKey(fleet::NewKeyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -35,6 +43,9 @@ pub struct MigrateArgs {
 pub fn run(command: &StoreCommand) -> Result<(), CliError> {
     match command {
         StoreCommand::Migrate(args) => migrate(args),
+        StoreCommand::Init(args) => fleet::init(args),
+        StoreCommand::Rekey(args) => fleet::rekey(args),
+        StoreCommand::NewKey(args) => fleet::new_key(args),
     }
 }
 

@@ -178,6 +178,15 @@ impl Cluster {
     /// A fresh database owned by the admin role, with the store's schema made by
     /// `PgStore::init` as the admin (the grants for the module's role with it).
     pub fn database(&self) -> Db {
+        let db = self.empty_database();
+        PgStore::open(&db.settings(self, Role::Admin))
+            .and_then(|store| store.init("pam_mfa_module"))
+            .unwrap_or_else(|e| panic!("store init: {e}"));
+        db
+    }
+
+    /// A fresh database owned by the admin role, without the store's schema.
+    pub fn empty_database(&self) -> Db {
         let name = format!(
             "store_{}_{}",
             std::process::id(),
@@ -209,15 +218,11 @@ impl Cluster {
                 fs::read(self.var(&format!("PAM_MFA_PG_{}_KEY", name.to_uppercase()))).unwrap();
             write_private(&dir.path().join(format!("{name}.key")), &key);
         }
-        let db = Db {
+        Db {
             name,
             dir,
             port: self.port(),
-        };
-        PgStore::open(&db.settings(self, Role::Admin))
-            .and_then(|store| store.init("pam_mfa_module"))
-            .unwrap_or_else(|e| panic!("store init: {e}"));
-        db
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use zeroize::Zeroizing;
 
 use super::files::read_private;
+use crate::policy::store::Postgresql;
 use crate::store::StoreError;
 
 /// Where the database is and how to reach it, from the policy's `[store]` table.
@@ -39,6 +40,21 @@ pub struct Settings {
     pub secret_key_file: PathBuf,
     /// The deadline over one whole exchange.
     pub timeout: Duration,
+}
+
+impl Settings {
+    /// The settings of a policy's `[store] backend = "postgresql"`.
+    pub fn from_policy(store: &Postgresql) -> Settings {
+        Settings {
+            connection: store.connection.clone(),
+            ca_file: store.ca_file.path.clone(),
+            cert_file: store.cert_file.as_ref().map(|f| f.path.clone()),
+            key_file: store.key_file.as_ref().map(|f| f.path.clone()),
+            password_file: store.password_file.as_ref().map(|f| f.path.clone()),
+            secret_key_file: store.secret_key_file.path.clone(),
+            timeout: Duration::from_secs(store.timeout_seconds),
+        }
+    }
 }
 
 /// Everything a connection needs, read and checked once per operation.

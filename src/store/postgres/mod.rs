@@ -22,13 +22,33 @@ use seal::{SealKey, Sealed};
 
 use crate::clock::Clock;
 use crate::otp::{Algorithm, Digits};
+use crate::policy::{Backend, Policy};
 use crate::secret::SecretKey;
 use crate::store::record::TokenLabel;
 use crate::store::{
-    Attempt, Current, FailureCount, Kind, Lockout, Record, Settled, State, Store, StoreError, Used,
-    Verdict,
+    Attempt, Backends, Current, FailureCount, FileOnly, Kind, Lockout, Record, Settled, State,
+    Store, StoreError, Used, Verdict,
 };
 use crate::username::UserName;
+
+/// Every backend built in: the file store and the fleet store, the one the policy names.
+/// For the helper and the admin command; the module opens [`FileOnly`] and relays.
+pub struct AllBackends;
+
+impl Backends for AllBackends {
+    fn opens(&self, _policy: &Policy) -> bool {
+        true
+    }
+
+    fn open(&self, policy: &Policy) -> Result<Box<dyn Store>, StoreError> {
+        match &policy.store {
+            Backend::File => FileOnly.open(policy),
+            Backend::Postgresql(store) => {
+                Ok(Box::new(PgStore::open(&Settings::from_policy(store))?))
+            }
+        }
+    }
+}
 
 /// An opened fleet store: its settings read and checked, its key in memory. Holds no
 /// connection: every operation opens its own and closes it.
