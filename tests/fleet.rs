@@ -1,11 +1,20 @@
 //! A fleet: hosts whose policies name one PostgreSQL store (tests/pg/start.sh), and an
 //! admin host whose policy names the same store with the admin role. The admin command
-//! works on it through the store interface; logins go through the real libpam.
+//! works on it through the store interface; logins go through the real libpam: the module
+//! hands them to the helper pam-mfa-check, which opens the database.
+//!
+//! The helper clears its environment, so no nss_wrapper there: the fleet's accounts are
+//! ones every Debian has (daemon: required by a rule, bin: exempt, nobody: optional).
 
 mod common;
 
-use common::pg::{cluster, Cluster, Db, Role};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::pg::{cluster, own_cluster, Cluster, Db, Role};
 use common::*;
+use tempfile::TempDir;
 
 /// The policy of a host of the fleet (or of the admin host, with `Role::Admin`): daemon
 /// must give a code, bin is exempt, everyone else is optional.
@@ -26,6 +35,306 @@ fn admin_host(pg: &Cluster, db: &Db) -> Sandbox {
         .user("bin", 2)
         .user("nobody", 65534)
         .policy(&policy(pg, db, Role::Admin))
+}
+
+/// A host of the fleet: the fleet's accounts, its policy naming the module role, and a
+/// stack whose module relays to `helper`.
+fn host(pg: &Cluster, db: &Db, helper: &Path) -> Sandbox {
+    host_with_policy(&policy(pg, db, Role::Module), helper)
+}
+
+fn host_with_policy(policy: &str, helper: &Path) -> Sandbox {
+    admin_host_accounts().policy(policy).service(
+        SERVICE,
+        &format!(
+            "auth required {{module}} config={{config}} log_socket={{log}} helper={}\n",
+            helper.display()
+        ),
+    )
+}
+
+fn admin_host_accounts() -> Sandbox {
+    sandbox()
+        .user("daemon", 1)
+        .user("bin", 2)
+        .user("nobody", 65534)
+}
+
+/// The built helper, installed as the package does (root's, setuid); the fleet's logins
+/// need root here (the cluster runs as postgres, the store's files are root's).
+fn helper() -> (TempDir, PathBuf) {
+    installed_helper().expect("the fleet tests run as root (cargo test as root, as CI does)")
+}
+
+/// Two hosts sharing the store, daemon enrolled through the admin host's `pam-mfa enroll`.
+struct Fleet {
+    pg: &'static Cluster,
+    db: Db,
+    a: Sandbox,
+    b: Sandbox,
+    _helper: (TempDir, PathBuf),
+}
+
+fn fleet() -> Fleet {
+    let pg = cluster();
+    let db = pg.database();
+    let helper = helper();
+    admin_host(pg, &db).enroll_with_cli("daemon", SECRET);
+    Fleet {
+        a: host(pg, &db, &helper.1),
+        b: host(pg, &db, &helper.1),
+        pg,
+        db,
+        _helper: helper,
+    }
+}
+
+const MAXTRIES: Pam = Pam::Other(11);
+
+#[test]
+fn enrolled_on_the_admin_host_a_code_used_on_host_a_is_refused_on_host_b() {
+    let f = fleet();
+    avoid_step_boundary(30);
+    let code = Totp::new(SECRET).code();
+    f.a.login("daemon")
+        .answer(&code)
+        .run()
+        .expect(Pam::Success)
+        .expect_prompted();
+    f.a.audit_line()
+        .expect("daemon", "required", "ops", "success");
+    f.b.login("daemon")
+        .answer(&code)
+        .run()
+        .expect(Pam::AuthErr)
+        .expect_prompted();
+    let line = f.b.audit_line();
+    line.expect("daemon", "required", "ops", "deny");
+    assert_eq!(line.get("reason"), "code already used", "{}", line.raw);
+    // The other host's next step works.
+    let next = Totp::new(SECRET).code_in_steps(1);
+    f.b.login("daemon").answer(&next).run().expect(Pam::Success);
+}
+
+#[test]
+fn wrong_codes_on_both_hosts_add_up_to_one_lockout() {
+    let f = fleet();
+    let wrong = wrong_code();
+    for host in [&f.a, &f.b, &f.a, &f.b] {
+        host.login("daemon")
+            .answer(&wrong)
+            .run()
+            .expect(Pam::AuthErr);
+    }
+    // The fifth wrong code, on B, locks the account for both.
+    f.b.login("daemon")
+        .answer(&wrong)
+        .run()
+        .expect(Pam::AuthErr);
+    let code = Totp::new(SECRET).code();
+    f.a.login("daemon")
+        .answer(&code)
+        .run()
+        .expect(MAXTRIES)
+        .expect_not_prompted();
+    f.b.login("daemon")
+        .answer(&code)
+        .run()
+        .expect(MAXTRIES)
+        .expect_not_prompted();
+    let until: u64 =
+        f.pg.psql(
+            &f.db.name,
+            "SELECT locked_until FROM state WHERE account = 'daemon'",
+        )
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(until > 0);
+}
+
+/// A six-digit code that is not daemon's now, nor one step either side.
+fn wrong_code() -> String {
+    let totp = Totp::new(SECRET);
+    let near = [
+        totp.code_in_steps(-1),
+        totp.code(),
+        totp.code_in_steps(1),
+        totp.code_in_steps(2),
+    ];
+    (0..10u32)
+        .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
+#[test]
+fn sixteen_parallel_logins_on_two_hosts_with_one_code_let_exactly_one_in() {
+    let f = Arc::new(fleet());
+    let mut last_step = 0;
+    for round in 0..3 {
+        // A step not used yet, within the window (one step each way).
+        avoid_step_boundary(30);
+        let now_step = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 30) as i64;
+        let step = (last_step + 1).max(now_step - 1);
+        assert!(
+            step <= now_step + 1,
+            "round {round}: no unused step in the window"
+        );
+        last_step = step;
+        let code = Totp::new(SECRET).code_in_steps(step - now_step);
+        let barrier = Arc::new(Barrier::new(16));
+        let logins: Vec<_> = (0..16)
+            .map(|i| {
+                let f = f.clone();
+                let barrier = barrier.clone();
+                let code = code.clone();
+                std::thread::spawn(move || {
+                    let host = if i % 2 == 0 { &f.a } else { &f.b };
+                    barrier.wait();
+                    host.login("daemon").answer(&code).run().rc()
+                })
+            })
+            .collect();
+        let codes: Vec<Pam> = logins.into_iter().map(|l| l.join().unwrap()).collect();
+        let winners = codes.iter().filter(|c| **c == Pam::Success).count();
+        assert_eq!(winners, 1, "round {round}: {codes:?}");
+        assert!(
+            codes
+                .iter()
+                .all(|c| matches!(*c, Pam::Success | Pam::AuthErr | MAXTRIES)),
+            "round {round}: {codes:?}"
+        );
+        // The 15 replays counted as wrong codes: clear them for the next round.
+        let run = admin_host(f.pg, &f.db)
+            .pam_mfa(&["unlock", "daemon", "-y"])
+            .run();
+        assert_eq!(run.code, Some(0), "{run:?}");
+    }
+}
+
+#[test]
+fn with_the_database_down_required_and_optional_are_refused_and_exempt_ignored() {
+    let own = own_cluster();
+    let pg = &own.cluster;
+    let db = pg.database();
+    let helper = helper();
+    admin_host(pg, &db).enroll_with_cli("daemon", SECRET);
+    let host = host(pg, &db, &helper.1);
+    pg.stop();
+    let code = Totp::new(SECRET).code();
+    for user in ["daemon", "nobody"] {
+        host.login(user)
+            .answer(&code)
+            .run()
+            .expect(Pam::AuthinfoUnavail)
+            .expect_not_prompted();
+        let line = host.audit_line();
+        assert_eq!(line.get("outcome"), "error", "{}", line.raw);
+        assert!(
+            line.get("reason").contains("fleet store (connect)"),
+            "{}",
+            line.raw
+        );
+        assert!(!line.raw.contains(&code), "{}", line.raw);
+    }
+    host.login("bin")
+        .run()
+        .expect_ignored()
+        .expect_not_prompted();
+    host.audit_line().expect("bin", "exempt", "batch", "ignore");
+}
+
+#[test]
+fn a_server_that_never_answers_is_refused_within_timeout_seconds() {
+    let pg = cluster();
+    let db = pg.database();
+    let helper = helper();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let text = policy(pg, &db, Role::Module)
+        .replace(&format!("port={}", db.port), &format!("port={port}"))
+        .replace("timeout_seconds = 3", "timeout_seconds = 1");
+    let host = host_with_policy(&text, &helper.1);
+    let started = Instant::now();
+    host.login("daemon")
+        .answer("123456")
+        .run()
+        .expect(Pam::AuthinfoUnavail);
+    // Loosely: a behaviour, not a speed target (the run itself has a 20 s limit).
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let line = host.audit_line();
+    assert!(
+        line.get("reason").contains("timeout_seconds (1 s)"),
+        "{}",
+        line.raw
+    );
+    drop(silent);
+}
+
+#[test]
+fn a_server_under_another_ca_or_another_name_is_refused() {
+    let pg = cluster();
+    let db = pg.database();
+    let helper = helper();
+    admin_host(pg, &db).enroll_with_cli("daemon", SECRET);
+    let base = policy(pg, &db, Role::Module);
+    let other_ca = base.replace(pg.var("PAM_MFA_PG_CA"), pg.var("PAM_MFA_PG_OTHER_CA"));
+    let other_name = base.replace("host=localhost", "host=db.example.org");
+    for (text, why) in [
+        (other_ca, "UnknownIssuer"),
+        (other_name, "not valid for name"),
+    ] {
+        let host = host_with_policy(&text, &helper.1);
+        let code = Totp::new(SECRET).code();
+        host.login("daemon")
+            .answer(&code)
+            .run()
+            .expect(Pam::AuthinfoUnavail);
+        let line = host.audit_line();
+        assert!(line.get("reason").contains(why), "{}", line.raw);
+    }
+}
+
+#[test]
+fn a_sealed_secret_copied_onto_another_row_is_refused_at_login() {
+    let pg = cluster();
+    let db = pg.database();
+    let helper = helper();
+    let admin = admin_host(pg, &db)
+        .enroll_with_cli("root", SECRET)
+        .enroll_with_cli("daemon", OTHER_SECRET);
+    let _ = admin;
+    // Whoever can write the database moves root's sealed secret onto daemon's row.
+    pg.psql(
+        &db.name,
+        "UPDATE accounts SET (key_id, nonce, sealed) = \
+         (SELECT key_id, nonce, sealed FROM accounts WHERE account = 'root') \
+         WHERE account = 'daemon'",
+    );
+    let host = host(pg, &db, &helper.1);
+    let code = Totp::new(SECRET).code();
+    host.login("daemon")
+        .answer(&code)
+        .run()
+        .expect(Pam::AuthinfoUnavail);
+    let line = host.audit_line();
+    assert!(
+        line.get("reason")
+            .contains("does not open for this account"),
+        "{}",
+        line.raw
+    );
+    // root's own row still works.
+    host.login("root").answer(&code).run().expect(Pam::Success);
 }
 
 #[test]

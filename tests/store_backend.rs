@@ -44,32 +44,41 @@ password_file = "/etc/pam-mfa/db.pass"
 secret_key_file = "/etc/pam-mfa/store.key"
 "#;
 
-/// A valid code in the file store must not let alice in when the policy names the fleet's
-/// store: the module opens only the file backend, so it asks nothing and hands the login
-/// to the helper (here one that opens only the files too, so it fails closed).
+/// A valid code in the file store must not let an account in when the policy names the
+/// fleet's store: the module opens only the file backend, so it asks nothing and hands the
+/// login to the helper, which opens the database (here its password file is missing, so it
+/// fails closed). The helper runs without nss_wrapper: daemon is an account every Debian has.
 #[test]
 fn the_module_never_serves_a_postgresql_policy_from_the_file_store() {
     let Some((_dir, helper)) = common::installed_helper() else {
         eprintln!("skipped: a setuid helper needs root to install");
         return;
     };
-    let sb = fleet_policy(FILES).service(
-        common::SERVICE,
-        &format!(
-            "auth required {{module}} config={{config}} log_socket={{log}} helper={}\n",
-            helper.display()
-        ),
-    );
+    let sb = fleet_policy(FILES)
+        .user("daemon", 1)
+        .enroll("daemon", SECRET)
+        .service(
+            common::SERVICE,
+            &format!(
+                "auth required {{module}} config={{config}} log_socket={{log}} helper={}\n",
+                helper.display()
+            ),
+        );
     let code = Totp::new(SECRET).code();
-    sb.login("alice")
+    sb.login("daemon")
         .answer(&code)
         .run()
         .expect(Pam::AuthinfoUnavail)
         .expect_not_prompted();
     let line = sb.audit_line();
-    assert!(line.get("reason").contains("store backend"), "{}", line.raw);
+    assert!(
+        line.get("reason")
+            .contains("/etc/pam-mfa/db.pass: cannot open"),
+        "{}",
+        line.raw
+    );
     // Nothing was written to the file store either.
-    assert!(!sb.store().join("alice.state").exists());
+    assert!(!sb.store().join("daemon.state").exists());
 }
 
 /// Every subcommand opens its store through one function, which names the backend the

@@ -16,9 +16,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::audit::{self, Event, Sink, Syslog, Verdict};
-use crate::authenticate::{authenticate, Options, Outcome, Request, Session, Status};
+use crate::authenticate::{authenticate_with, Options, Outcome, Request, Session, Status};
 use crate::clock::SystemClock;
 use crate::policy;
+use crate::store::postgres::AllBackends;
 use conv::PipeConversation;
 pub use process::Caller;
 use wire::{Channel, LoginRequest, ToCaller, ToHelper};
@@ -79,7 +80,9 @@ pub fn serve(channel: &mut Channel, caller: Caller) -> Status {
         session: Session::Audit,
     };
     let mut conversation = PipeConversation { channel };
-    match authenticate(&request, &mut conversation, &SystemClock) {
+    // Every backend built in: the fleet store's logins come here from the module, which
+    // opens only the files (its library never reaches the database client).
+    match authenticate_with(&request, &mut conversation, &SystemClock, &AllBackends) {
         // The helper is the last stop: a store it does not open either fails closed.
         Outcome::Relay => {
             let socket = Options::parse(&request.args)
