@@ -494,3 +494,58 @@ fn store_rekey_reseals_under_a_new_key_file() {
     assert_ne!(run.code, Some(0), "{run:?}");
     assert!(run.stdout.contains("sealed under key"), "{run:?}");
 }
+
+#[test]
+fn store_migrate_brings_hosts_file_stores_into_the_fleet_store() {
+    let pg = cluster();
+    let db = pg.database();
+    let helper = helper();
+    // Two hosts with stores of their own: daemon on both with one secret, used on the
+    // first; nobody with a different secret on each.
+    let one = admin_host_accounts()
+        .policy("store_dir = \"{store}\"\ndefault_mode = \"optional\"\nfail_delay_ms = 0\n");
+    let two = admin_host_accounts()
+        .policy("store_dir = \"{store}\"\ndefault_mode = \"optional\"\nfail_delay_ms = 0\n");
+    let one = one
+        .enroll_with_cli("daemon", SECRET)
+        .enroll_with_cli("nobody", SECRET);
+    let two = two
+        .enroll_with_cli("daemon", SECRET)
+        .enroll_with_cli("nobody", OTHER_SECRET);
+    avoid_step_boundary(30);
+    let code = Totp::new(SECRET).code();
+    one.login("daemon").answer(&code).run().expect(Pam::Success);
+
+    let admin = admin_host(pg, &db);
+    let run = admin
+        .pam_mfa(&[
+            "store",
+            "migrate",
+            "--from",
+            one.store().to_str().unwrap(),
+            "--from",
+            two.store().to_str().unwrap(),
+        ])
+        .run();
+    // nobody's two secrets differ: refused and reported, the rest migrated.
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stdout.contains("nobody"), "{run:?}");
+    assert_eq!(
+        pg.psql(&db.name, "SELECT account FROM accounts ORDER BY account")
+            .trim(),
+        "daemon\nnobody"
+    );
+    // The step used on the first host stays used on every host of the fleet.
+    let fleet_host = host(pg, &db, &helper.1);
+    fleet_host
+        .login("daemon")
+        .answer(&code)
+        .run()
+        .expect(Pam::AuthErr);
+    let next = Totp::new(SECRET).code_in_steps(1);
+    fleet_host
+        .login("daemon")
+        .answer(&next)
+        .run()
+        .expect(Pam::Success);
+}
