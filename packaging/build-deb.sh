@@ -15,6 +15,7 @@
 #   /usr/libexec/pam-mfa/pam-mfa-check         the helper for callers without root,
 #                                              setuid root (4755, stripped)
 #   /usr/share/lintian/overrides/pam-mfa       why the helper is setuid
+#   /usr/bin/pam-mfa-user                      self-service for users (stripped)
 #   /etc/pam-mfa/policy.toml                   conffile, from config/policy.toml
 #   /usr/share/pam-configs/pam-mfa             pam-auth-update profile (Default: no)
 #   /usr/share/man/man5/policy.toml.5          the policy file (packaging/man)
@@ -56,7 +57,8 @@ fi
 module="target/release/libpam_mfa.so"
 cli="target/release/pam-mfa"
 helper="target/release/pam-mfa-check"
-if [ ! -f "$module" ] || [ ! -x "$cli" ] || [ ! -x "$helper" ]; then
+user_cli="target/release/pam-mfa-user"
+if [ ! -f "$module" ] || [ ! -x "$cli" ] || [ ! -x "$helper" ] || [ ! -x "$user_cli" ]; then
     die "no release build: run cargo build --release --locked"
 fi
 
@@ -101,6 +103,8 @@ strip --remove-section=.comment --remove-section=.note "$stage/usr/sbin/pam-mfa"
 install -D -m 0755 "$helper" "$stage/usr/libexec/pam-mfa/pam-mfa-check"
 strip --remove-section=.comment --remove-section=.note "$stage/usr/libexec/pam-mfa/pam-mfa-check"
 chmod 4755 "$stage/usr/libexec/pam-mfa/pam-mfa-check"
+install -D -m 0755 "$user_cli" "$stage/usr/bin/pam-mfa-user"
+strip --remove-section=.comment --remove-section=.note "$stage/usr/bin/pam-mfa-user"
 install -D -m 0644 "$packaging/debian/lintian-overrides" \
     "$stage/usr/share/lintian/overrides/pam-mfa"
 install -D -m 0644 config/policy.toml "$stage/etc/pam-mfa/policy.toml"
@@ -116,6 +120,10 @@ if [ -d "$generated/man" ]; then
     done
 fi
 gzip -9n "$man_dir"/*.8
+man1_dir="$stage/usr/share/man/man1"
+install -d -m 0755 "$man1_dir"
+install -m 0644 "$packaging/man/pam-mfa-user.1" "$man1_dir/"
+gzip -9n "$man1_dir"/*.1
 man5_dir="$stage/usr/share/man/man5"
 install -d -m 0755 "$man5_dir"
 install -m 0644 "$packaging/man/policy.toml.5" "$man5_dir/"
@@ -166,7 +174,8 @@ printf 'Source: pam-mfa\n\nPackage: pam-mfa\nArchitecture: any\n' >"$shlibs_tree
 shlibs=$(cd "$shlibs_tree" && dpkg-shlibdeps -O \
     "$repo_root/$stage/usr/lib/$multiarch/security/pam_mfa.so" \
     "$repo_root/$stage/usr/sbin/pam-mfa" \
-    "$repo_root/$stage/usr/libexec/pam-mfa/pam-mfa-check")
+    "$repo_root/$stage/usr/libexec/pam-mfa/pam-mfa-check" \
+    "$repo_root/$stage/usr/bin/pam-mfa-user")
 shlibs=${shlibs#shlibs:Depends=}
 [ -n "$shlibs" ] || die "dpkg-shlibdeps found no dependencies"
 

@@ -18,6 +18,7 @@ mod stacks;
 mod status;
 mod store;
 mod unlock;
+pub mod user;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -28,7 +28,7 @@ impl PipeConversation<'_> {
             }
             ToHelper::Answer { hex: None } => Ok(Some(None)),
             ToHelper::Done => Ok(None),
-            ToHelper::Failed | ToHelper::Login(_) => Err(ConversationError),
+            ToHelper::Failed | ToHelper::Login(_) | ToHelper::Me(_) => Err(ConversationError),
         }
     }
 

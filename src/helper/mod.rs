@@ -6,7 +6,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod caller;
 mod conv;
+pub mod me;
 mod process;
 pub mod wire;
 
@@ -62,8 +64,13 @@ pub fn serve(channel: &mut Channel, caller: Caller) -> Status {
     let Ok(frame) = channel.receive() else {
         return Status::SystemFailed;
     };
-    let Ok(ToHelper::Login(login)) = serde_json::from_slice::<ToHelper<'_>>(&frame) else {
-        return Status::SystemFailed;
+    let login = match serde_json::from_slice::<ToHelper<'_>>(&frame) {
+        Ok(ToHelper::Login(login)) => login,
+        Ok(ToHelper::Me(request)) => {
+            drop(frame);
+            return me::serve(&request, caller, &mut PipeConversation { channel });
+        }
+        _ => return Status::SystemFailed,
     };
     drop(frame);
     if let Err(refusal) = admit(&login, caller) {

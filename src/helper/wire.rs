@@ -30,6 +30,8 @@ pub const MAX_FRAME: usize = 64 * 1024;
 pub enum ToHelper<'a> {
     /// Authenticate this PAM request (the first frame of a login).
     Login(LoginRequest),
+    /// Self-service for the caller's own account (the first frame of `pam-mfa-user`).
+    Me(super::me::MeRequest),
     /// The answer to `Ask` or `Authtok`, in hex; None for a NULL answer or unset item.
     Answer {
         #[serde(borrow)]

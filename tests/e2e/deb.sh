@@ -46,7 +46,7 @@ multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 module_path="/usr/lib/$multiarch/security/pam_mfa.so"
 owned_paths=(/etc/pam-mfa /var/lib/pam-mfa /usr/sbin/pam-mfa "$module_path"
     /usr/share/pam-configs/pam-mfa /usr/share/doc/pam-mfa /usr/libexec/pam-mfa
-    /usr/share/lintian/overrides/pam-mfa)
+    /usr/share/lintian/overrides/pam-mfa /usr/bin/pam-mfa-user)
 
 status=$(dpkg-query -W -f='${db:Status-Status}' pam-mfa 2>/dev/null || true)
 if [ -n "$status" ] && [ "$status" != "not-installed" ]; then
@@ -116,6 +116,8 @@ expect_entry -rw-r--r-- "usr/lib/$multiarch/security/pam_mfa.so"
 expect_entry -rwxr-xr-x usr/sbin/pam-mfa
 expect_entry -rwsr-xr-x usr/libexec/pam-mfa/pam-mfa-check
 expect_entry -rw-r--r-- usr/share/lintian/overrides/pam-mfa
+expect_entry -rwxr-xr-x usr/bin/pam-mfa-user
+expect_entry -rw-r--r-- usr/share/man/man1/pam-mfa-user.1.gz
 expect_entry -rw-r--r-- etc/pam-mfa/policy.toml
 expect_entry -rw-r--r-- usr/share/pam-configs/pam-mfa
 expect_entry -rw-r--r-- usr/share/doc/pam-mfa/copyright
@@ -324,6 +326,21 @@ as "$self_user" pamtester "$service-own" "$self_user" authenticate </dev/null \
     >"$work/own.log" 2>&1 && die "as $self_user, a policy of the user's own was accepted"
 expect_audit "helper refused: uid $self_uid named the policy '$trap_dir/policy.toml'"
 ok "as $self_user: another account, and a policy of the user's own, refused with audit lines"
+
+# Self-service as the user: status, then new recovery codes for a current code.
+/usr/sbin/pam-mfa unlock "$self_user" -y >/dev/null || die "pam-mfa unlock $self_user"
+as "$self_user" pam-mfa-user status >"$work/me.log" 2>&1 ||
+    die "as $self_user, pam-mfa-user status: $(cat "$work/me.log")"
+grep -q "^account: $self_user$" "$work/me.log" && grep -q "^kind: totp SHA1" "$work/me.log" ||
+    die "pam-mfa-user status: $(cat "$work/me.log")"
+self_code $((now + 1)) | as "$self_user" pam-mfa-user recovery >"$work/me.log" 2>&1 ||
+    die "as $self_user, pam-mfa-user recovery: $(cat "$work/me.log")"
+[ "$(grep -cE '^  [a-z2-7]{5}-[a-z2-7]{5}$' "$work/me.log")" = 10 ] ||
+    die "pam-mfa-user recovery showed no codes: $(cat "$work/me.log")"
+expect_audit "user=$self_user rhost=- mode=unknown rule=- outcome=success reason=\"self-service: 10 new recovery codes"
+as "$self_user" pam-mfa-user --config "$trap_dir/policy.toml" status >"$work/me.log" 2>&1 &&
+    die "as $self_user, pam-mfa-user with a policy of the user's own succeeded"
+ok "as $self_user: pam-mfa-user status and recovery through the helper; its own policy refused"
 
 printf '%s\n' "$password" | as "$plain_user" \
     pamtester "$service" "$plain_user" authenticate >"$work/plain.log" 2>&1 ||

@@ -1,0 +1,294 @@
+//! `pam-mfa-user` through the setuid helper: a user's own status, a new secret and new
+//! recovery codes, and their refusals.
+//!
+//! The tests run as root, so the account served is root's (the caller's own), and root may
+//! name the sandbox's policy and log socket (a caller without root may not: checked here
+//! by running the helper as uid 65534, and as real users in tests/e2e/deb.sh).
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+const POLICY: &str = "store_dir = \"{store}\"\ndefault_mode = \"optional\"\nfail_delay_ms = 0\n";
+
+/// `pam-mfa-user ACTION` with the sandbox's policy and log, through `helper`; `answers`
+/// are typed one per question. When `confirm` is set, the answer to the new secret's
+/// question is computed from the otpauth link it shows.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn user_cli(
+    sb: &Sandbox,
+    helper: &Path,
+    action: &str,
+    answers: &[&str],
+    confirm: Option<&dyn Fn(&str) -> String>,
+) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pam-mfa-user"))
+        .arg("--helper")
+        .arg(helper)
+        .arg("--config")
+        .arg(sb.policy_path())
+        .arg("--log-socket")
+        .arg(sb.log_socket())
+        .arg(action)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pam-mfa-user");
+    let mut input = Some(child.stdin.take().unwrap());
+    for answer in answers {
+        writeln!(input.as_mut().unwrap(), "{answer}").unwrap();
+    }
+    // No more answers: a question after these gets end of file (a NULL answer).
+    if confirm.is_none() {
+        input = None;
+    }
+    let mut stdout = String::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        if let (Some(confirm), true) = (confirm, line.starts_with("otpauth://")) {
+            if let Some(mut answering) = input.take() {
+                let _ = writeln!(answering, "{}", confirm(line.trim()));
+            }
+        }
+        stdout.push_str(&line);
+        line.clear();
+    }
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code(),
+        stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn setup() -> Option<(tempfile::TempDir, PathBuf, Sandbox)> {
+    let Some((dir, helper)) = installed_helper() else {
+        eprintln!("skipped: a setuid helper needs root to install");
+        return None;
+    };
+    let sb = sandbox().policy(POLICY).enroll("root", SECRET);
+    Some((dir, helper, sb))
+}
+
+fn failures(sb: &Sandbox) -> String {
+    let status = sb.pam_mfa(&["status", "--json", "root"]).run();
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("\"failures\""))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    line
+}
+
+#[test]
+fn status_shows_my_own_enrollment() {
+    let Some((_dir, helper, sb)) = setup() else {
+        return;
+    };
+    let run = user_cli(&sb, &helper, "status", &[], None);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    for expected in [
+        "account: root",
+        "kind: totp SHA1, 6 digits, every 30 s",
+        "recovery codes left: 0",
+        "last successful login: never",
+        "second factor: not locked",
+    ] {
+        assert!(run.stdout.contains(expected), "{expected}: {}", run.stdout);
+    }
+    assert!(sb.audit_lines().is_empty(), "status changes nothing");
+}
+
+#[test]
+fn new_recovery_codes_need_a_current_code_and_wrong_ones_count() {
+    let Some((_dir, helper, sb)) = setup() else {
+        return;
+    };
+    let wrong = user_cli(&sb, &helper, "recovery", &["000000"], None);
+    assert_eq!(wrong.code, Some(1), "{}", wrong.stdout);
+    assert_eq!(failures(&sb), "\"failures\": 1,");
+    assert!(!sb.store().join("root.recovery").exists());
+    let lines = sb.audit_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.get("service") == "pam-mfa-user" && l.get("outcome") == "deny"),
+        "{lines:#?}"
+    );
+
+    avoid_step_boundary(30);
+    let code = Totp::new(SECRET).code();
+    let run = user_cli(&sb, &helper, "recovery", &[&code], None);
+    assert_eq!(run.code, Some(0), "{} {}", run.stdout, run.stderr);
+    let codes = recovery_codes(&run.stdout);
+    assert_eq!(codes.len(), 10, "{}", run.stdout);
+    assert_eq!(failures(&sb), "\"failures\": 0,");
+    let reasons: Vec<String> = sb
+        .audit_lines()
+        .iter()
+        .map(|l| l.get("reason").to_owned())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "valid code")
+            && reasons
+                .iter()
+                .any(|r| r.starts_with("self-service: 10 new recovery codes")),
+        "{reasons:?}"
+    );
+    // The code that authorised it is used up, as at a login.
+    let again = user_cli(&sb, &helper, "recovery", &[&code], None);
+    assert_eq!(again.code, Some(1));
+    sb.audit_lines();
+
+    // A new code works at a login.
+    sb.login("root")
+        .answer(&codes[0])
+        .run()
+        .expect(Pam::Success);
+}
+
+#[test]
+fn a_new_secret_needs_proof_and_a_code_from_itself() {
+    let Some((_dir, helper, sb)) = setup() else {
+        return;
+    };
+    let record = fs::read(sb.record_path("root")).unwrap();
+
+    // A wrong proof: counted, nothing shown, nothing changed.
+    let wrong = user_cli(&sb, &helper, "rotate", &["000000"], None);
+    assert_eq!(wrong.code, Some(1));
+    assert!(!wrong.stdout.contains("otpauth://"), "{}", wrong.stdout);
+    assert_eq!(failures(&sb), "\"failures\": 1,");
+    assert_eq!(fs::read(sb.record_path("root")).unwrap(), record);
+
+    // The right proof, then a wrong code for the new secret: nothing changed.
+    avoid_step_boundary(30);
+    let code = Totp::new(SECRET).code();
+    let unconfirmed = user_cli(&sb, &helper, "rotate", &[&code], Some(&|_| "000000".into()));
+    assert_eq!(unconfirmed.code, Some(1), "{}", unconfirmed.stdout);
+    assert!(unconfirmed.stdout.contains("otpauth://"));
+    assert_eq!(fs::read(sb.record_path("root")).unwrap(), record);
+    sb.audit_lines();
+
+    // The right proof (the next step's code) and the new secret's code: saved.
+    let next = Totp::new(SECRET).code_in_steps(1);
+    let mut shown = String::new();
+    let run = user_cli(
+        &sb,
+        &helper,
+        "rotate",
+        &[&next],
+        Some(&|uri: &str| {
+            let secret = uri_secret(uri);
+            Totp::new(&secret).code()
+        }),
+    );
+    assert_eq!(run.code, Some(0), "{} {}", run.stdout, run.stderr);
+    shown.push_str(&run.stdout);
+    let uri = shown
+        .lines()
+        .find(|l| l.starts_with("otpauth://"))
+        .expect("the new secret's link");
+    let new_secret = uri_secret(uri);
+    assert_ne!(new_secret, SECRET);
+    let saved = fs::read_to_string(sb.record_path("root")).unwrap();
+    assert!(
+        saved.contains(&new_secret),
+        "the record holds the secret shown"
+    );
+    assert_eq!(recovery_codes(&run.stdout).len(), 10);
+    let reasons: Vec<String> = sb
+        .audit_lines()
+        .iter()
+        .map(|l| l.get("reason").to_owned())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("self-service: new secret")),
+        "{reasons:?}"
+    );
+
+    // The old secret no longer opens a login.
+    let old = Totp::new(SECRET).code_in_steps(1);
+    sb.login("root").answer(&old).run().expect(Pam::AuthErr);
+}
+
+#[test]
+fn a_recovery_code_may_replace_the_secret() {
+    let Some((_dir, helper, sb)) = setup() else {
+        return;
+    };
+    avoid_step_boundary(30);
+    let code = Totp::new(SECRET).code();
+    let made = user_cli(&sb, &helper, "recovery", &[&code], None);
+    let codes = recovery_codes(&made.stdout);
+    assert_eq!(codes.len(), 10, "{}", made.stdout);
+    let run = user_cli(
+        &sb,
+        &helper,
+        "rotate",
+        &[&codes[3]],
+        Some(&|uri: &str| Totp::new(&uri_secret(uri)).code()),
+    );
+    assert_eq!(run.code, Some(0), "{} {}", run.stdout, run.stderr);
+    // ... but not make new recovery codes.
+    let refused = user_cli(
+        &sb,
+        &helper,
+        "recovery",
+        &[&recovery_codes(&run.stdout)[0]],
+        None,
+    );
+    assert_eq!(refused.code, Some(1));
+    assert!(
+        refused.stderr.contains("does not make new recovery codes"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn a_caller_without_root_may_not_name_a_policy() {
+    let Some((_dir, helper, sb)) = setup() else {
+        return;
+    };
+    let run = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_pam-mfa-user"))
+        .arg("--helper")
+        .arg(&helper)
+        .arg("--config")
+        .arg(sb.policy_path())
+        .arg("status")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("only root may name another policy"),
+        "{stderr}"
+    );
+    assert!(
+        run.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+}
