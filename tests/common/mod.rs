@@ -1173,8 +1173,15 @@ pub fn installed_helper() -> Option<(TempDir, PathBuf)> {
         .expect("helper dir");
     set_mode(dir.path(), 0o755);
     let helper = dir.path().join("pam-mfa-check");
-    fs::copy(env!("CARGO_BIN_EXE_pam-mfa-check"), &helper).expect("copy the helper");
-    set_mode(&helper, 0o4755);
+    // Copied by another process: a file this process held open for writing could leak,
+    // through a fork of another test thread, into a child that has not yet exec'd, and
+    // running the copy would then fail with ETXTBSY ("Text file busy").
+    let copied = Command::new("install")
+        .args(["-m", "4755", env!("CARGO_BIN_EXE_pam-mfa-check")])
+        .arg(&helper)
+        .status()
+        .expect("run install");
+    assert!(copied.success(), "install the helper: {copied}");
     Some((dir, helper))
 }
 
