@@ -272,3 +272,52 @@ fn a_caller_that_stops_answering_does_not_keep_the_helper() {
     let status = sb.pam_mfa(&["status", "--json", "root"]).run();
     assert!(status.stdout.contains("\"failures\": 0"), "{status:?}");
 }
+
+/// The helper works in `/`, whatever directory its caller ran it from: a caller's working
+/// directory is the caller's to choose (posix_spawn from the module cannot change it).
+#[test]
+fn the_helper_leaves_its_callers_working_directory() {
+    let (dir, helper) = helper_or_skip!();
+    let sb = relaying(&helper, OPTIONAL).enroll("root", SECRET);
+    let mut child = Command::new(&helper)
+        .current_dir(dir.path())
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the helper");
+    let mut input = child.stdin.take().unwrap();
+    let mut output = child.stdout.take().unwrap();
+    let body = serde_json::to_vec(&ToHelper::Login(login_request(
+        "root",
+        &[
+            format!("config={}", sb.policy_path().display()),
+            format!("log_socket={}", sb.log_socket().display()),
+        ],
+    )))
+    .unwrap();
+    input
+        .write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
+        .unwrap();
+    input.write_all(&body).unwrap();
+    // Once it asks for the code it has hardened itself and is waiting: look at it then.
+    loop {
+        let mut prefix = [0u8; 4];
+        std::io::Read::read_exact(&mut output, &mut prefix).expect("a frame from the helper");
+        let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+        std::io::Read::read_exact(&mut output, &mut body).unwrap();
+        match serde_json::from_slice(&body).unwrap() {
+            ToCaller::Ask { .. } => break,
+            ToCaller::Delay { .. } => {}
+            other => panic!("expected the prompt, got {other:?}"),
+        }
+    }
+    let cwd = fs::read_link(format!("/proc/{}/cwd", child.id())).unwrap();
+    drop(input);
+    child.wait().unwrap();
+    assert_eq!(
+        cwd,
+        Path::new("/"),
+        "the helper kept its caller's directory"
+    );
+}

@@ -1,8 +1,8 @@
 //! What the setuid helper does first, before it reads a byte from its caller: it takes
 //! nothing from the caller's process but the real uid (the caller's identity) and the
 //! standard pipes. No environment (TZ would make chrono read a zoneinfo file the caller
-//! chose), no stray file descriptors, no core dumps or ptrace, no inherited umask or
-//! file-size limit, and none of the caller's groups.
+//! chose), no stray file descriptors, no core dumps or ptrace, no inherited umask, working
+//! directory or file-size limit, and none of the caller's groups.
 
 #![forbid(unsafe_code)]
 
@@ -11,7 +11,7 @@ use std::os::fd::IntoRawFd;
 use nix::fcntl::{open, OFlag};
 use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
 use nix::sys::stat::{umask, Mode};
-use nix::unistd::{close, geteuid, getuid, setgroups, setresgid, Gid};
+use nix::unistd::{chdir, close, geteuid, getuid, setgroups, setresgid, Gid};
 
 /// Who called the helper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,10 @@ pub fn harden() -> Result<Caller, Unprivileged> {
         std::env::remove_var(key);
     }
     umask(Mode::from_bits_truncate(0o077));
+    // The caller's working directory is the caller's: never resolve anything against it.
+    if chdir("/").is_err() {
+        return Err(Unprivileged);
+    }
     standard_fds();
     close_stray_fds();
     let caller = Caller {
