@@ -668,10 +668,14 @@ static int contend(int argc, char **argv)
 	int go[2], results[2];
 	if (pipe(go) != 0 || pipe(results) != 0)
 		die("pipe");
+	pid_t *children = calloc((size_t)procs, sizeof *children);
+	if (!children)
+		die("out of memory");
 	for (int p = 0; p < procs; p++) {
 		pid_t pid = fork();
 		if (pid < 0)
 			die("fork");
+		children[p] = pid;
 		if (pid == 0) {
 			char c;
 			close(go[1]);
@@ -699,8 +703,14 @@ static int contend(int argc, char **argv)
 		v[got++] = record[0];
 		failed += record[1] != 0;
 	}
-	while (wait(NULL) > 0)
-		;
+	/*
+	 * Only the children forked here: a shell's process substitution on this process's
+	 * stderr (bench.sh's filter) is a child too, and it ends only after this process does.
+	 */
+	for (int p = 0; p < procs; p++)
+		while (waitpid(children[p], NULL, 0) < 0 && errno == EINTR)
+			;
+	free(children);
 	qsort(v, got, sizeof *v, cmp_double);
 	printf("contend\t%s\t%d\t%zu\t%.0f\t%.0f\t%.0f\t%.0f\t%zu\n", argv[3], procs, got,
 	       percentile(v, got, 50), percentile(v, got, 90), percentile(v, got, 99),
