@@ -306,8 +306,11 @@ done
 printf '%s\n%s\n' "$password" "$wrong" | as "$self_user" \
     pamtester "$service" "$self_user" authenticate >"$work/self.log" 2>&1 &&
     die "as $self_user, a wrong code succeeded"
-/usr/sbin/pam-mfa status --json "$self_user" | grep -q '"failures": 2' ||
-    die "the replayed and the wrong code were not counted: $(/usr/sbin/pam-mfa status --json "$self_user")"
+# Read whole before grep: grep -q stops at the match, and under pipefail the writer's
+# broken pipe would fail the check.
+counted=$(/usr/sbin/pam-mfa status --json "$self_user")
+grep -q '"failures": 2' <<<"$counted" ||
+    die "the replayed and the wrong code were not counted: $counted"
 printf '%s\n%s\n' "$password" "$wrong" | as "$self_user" \
     pamtester "$service" "$self_user" authenticate >"$work/self.log" 2>&1 &&
     die "as $self_user, a wrong code succeeded"

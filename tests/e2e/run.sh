@@ -599,8 +599,10 @@ shown_secret() {
 }
 
 mapfile -t cmd < <(ssh_command "$port" "$operator" "${keyauth[@]}")
+# Three tries of the first code, each wrong (issue 17, item 4), then the refusal.
 attempt "ssh enroll at login: a wrong first code is refused" \
-    refused "$operator" "$operator" deny -- "enroll=wrong" -- "${cmd[@]}"
+    refused "$operator" "$operator" deny -- "enroll=wrong" "enroll=wrong" "enroll=wrong" -- \
+    "${cmd[@]}"
 problems=()
 [ -n "$(shown_secret)" ] || problems+=("no otpauth:// URI with a secret before the code prompt")
 # No record and no recovery codes; the wrong code is counted towards the lockout in the
