@@ -559,9 +559,9 @@ fn decide(
     }
 
     let store = backends.open(&policy)?;
-    let record = store.record(&login.name)?;
-    let record = match plan(&login.decision, record.is_some(), login.today) {
-        Plan::AskCode => record.ok_or(Failure::Store(StoreError::Vanished))?,
+    let found = store.record_and_begin(&login.name)?;
+    let (record, attempt) = match plan(&login.decision, found.is_some(), login.today) {
+        Plan::AskCode => found.ok_or(Failure::Store(StoreError::Vanished))?,
         Plan::Pass(pass) => return pass_with_notice(conv, request, pass),
         Plan::Refuse(denial) => return prompt_then(conv, Outcome::Denied(denial)),
         // With `combined` the module runs before any password is checked: showing a new
@@ -573,7 +573,6 @@ fn decide(
     };
 
     // The store holds no lock and no transaction while the user types.
-    let attempt = store.begin(&login.name)?;
     if let Some(outcome) = before_prompt(attempt.state(), &login, request, clock.now()) {
         return Ok(outcome);
     }

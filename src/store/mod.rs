@@ -119,6 +119,16 @@ pub trait Store {
     /// when it returns.
     fn begin<'s>(&'s self, user: &UserName) -> Result<Box<dyn Attempt + 's>, StoreError>;
 
+    /// The account's record and, when it has one, a login begun on it: [`Store::record`]
+    /// then [`Store::begin`]. A database reads both over one connection; like `begin`,
+    /// nothing is held when it returns.
+    fn record_and_begin<'s>(&'s self, user: &UserName) -> Result<Option<Begun<'s>>, StoreError> {
+        match self.record(user)? {
+            Some(record) => Ok(Some((record, self.begin(user)?))),
+            None => Ok(None),
+        }
+    }
+
     /// Counts one wrong code for an account that has no record yet (a wrong first code of
     /// an enrollment at login), atomically, like [`Attempt::settle`]'s `Wrong`. Returns
     /// [`Settled::Locked`] (nothing counted) or [`Settled::Denied`].
@@ -129,6 +139,9 @@ pub trait Store {
         lockout: &Lockout,
     ) -> Result<Settled, StoreError>;
 }
+
+/// An enrolled account's record, and a login begun on it.
+pub type Begun<'s> = (Record, Box<dyn Attempt + 's>);
 
 /// A login between [`Store::begin`] and its one decision.
 pub trait Attempt {

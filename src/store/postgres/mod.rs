@@ -26,8 +26,8 @@ use crate::policy::{Backend, Policy};
 use crate::secret::SecretKey;
 use crate::store::record::TokenLabel;
 use crate::store::{
-    Attempt, Backends, Current, FailureCount, FileOnly, Kind, Lockout, Record, Settled, State,
-    Store, StoreError, Used, Verdict,
+    Attempt, Backends, Begun, Current, FailureCount, FileOnly, Kind, Lockout, Record, Settled,
+    State, Store, StoreError, Used, Verdict,
 };
 use crate::username::UserName;
 
@@ -369,6 +369,32 @@ impl Store for PgStore {
             user: user.clone(),
             state,
         }))
+    }
+
+    /// One connection for both: a login's first look costs one connect, TLS handshake
+    /// and authentication, not two (the decision after the prompt takes another).
+    fn record_and_begin<'s>(&'s self, user: &UserName) -> Result<Option<Begun<'s>>, StoreError> {
+        let name = user.as_str().to_owned();
+        let found = self.run(|client| async move {
+            let Some(row) = client
+                .query_opt(SELECT_ACCOUNT, &[&name])
+                .await
+                .map_err(failed("accounts"))?
+            else {
+                return Ok(None);
+            };
+            let state = read_state(&client, &name).await?;
+            Ok(Some((row, state)))
+        })?;
+        let Some((row, state)) = found else {
+            return Ok(None);
+        };
+        let attempt: Box<dyn Attempt + 's> = Box::new(PgAttempt {
+            store: self,
+            user: user.clone(),
+            state: state.unwrap_or_default(),
+        });
+        Ok(Some((self.record_of(&row)?, attempt)))
     }
 
     fn count_failure(
