@@ -116,6 +116,32 @@ fn enrolled_on_the_admin_host_a_code_used_on_host_a_is_refused_on_host_b() {
     f.b.login("daemon").answer(&next).run().expect(Pam::Success);
 }
 
+/// The connections made to the fleet's database so far (the server logs each one).
+fn connections(f: &Fleet) -> usize {
+    let log = format!("{}/server/server.log", f.pg.var("PAM_MFA_PG_DIR"));
+    let database = format!("database={} ", f.db.name);
+    std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("{log}: {e}"))
+        .lines()
+        .filter(|l| l.contains("connection authorized") && l.contains(&database))
+        .count()
+}
+
+/// A login connects twice: its first look (record and state, one connection) before the
+/// prompt, its decision after it. Each connect, TLS handshake and certificate login is
+/// most of a fleet login's cost.
+#[test]
+fn a_login_connects_once_before_the_prompt_and_once_for_its_decision() {
+    let f = fleet();
+    avoid_step_boundary(30);
+    let before = connections(&f);
+    f.a.login("daemon")
+        .answer(&Totp::new(SECRET).code())
+        .run()
+        .expect(Pam::Success);
+    assert_eq!(connections(&f) - before, 2);
+}
+
 #[test]
 fn wrong_codes_on_both_hosts_add_up_to_one_lockout() {
     let f = fleet();

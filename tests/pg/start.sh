@@ -3,11 +3,14 @@
 # certificates from a CA made here, listening on a free port of 127.0.0.1. Nothing outside
 # DIR changes; no system service is used.
 #
-#   tests/pg/start.sh DIR [--owner-pid PID]   start; writes DIR/env (shell) for the tests
-#   tests/pg/start.sh --stop DIR              stop and remove DIR
+#   tests/pg/start.sh DIR [--owner-pid PID] [--durable]   start; writes DIR/env (shell)
+#   tests/pg/start.sh --stop DIR                          stop and remove DIR
 #
 # With --owner-pid the cluster stops itself (and DIR goes) once process PID has exited, so a
-# test that dies leaves nothing running. DIR/env sets:
+# test that dies leaves nothing running. The tests' cluster does not flush (fsync=off);
+# --durable keeps PostgreSQL's defaults (fsync, synchronous_commit), as a benchmark needs.
+# Every connection is logged in DIR/server/server.log (the tests count a login's).
+# DIR/env sets:
 #   PAM_MFA_PG_DIR PAM_MFA_PG_PORT PAM_MFA_PG_SOCKET PAM_MFA_PG_BIN
 #   PAM_MFA_PG_CA            the CA that signed the server and client certificates
 #   PAM_MFA_PG_OTHER_CA      another CA (signs nothing this server trusts or shows)
@@ -51,11 +54,21 @@ if [ "${1:-}" = "--stop" ]; then
     exit 0
 fi
 
-dir=${1:?usage: start.sh DIR [--owner-pid PID]}
+dir=${1:?usage: start.sh DIR [--owner-pid PID] [--durable]}
+shift
 owner_pid=
-if [ "${2:-}" = "--owner-pid" ]; then
-    owner_pid=${3:?--owner-pid needs a PID}
-fi
+fsync=off
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --owner-pid)
+            owner_pid=${2:?--owner-pid needs a PID}
+            shift
+            ;;
+        --durable) fsync=on ;;
+        *) die "unknown argument: $1" ;;
+    esac
+    shift
+done
 bin=$(pg_bin)
 command -v openssl >/dev/null || die "openssl not found (scripts/deps.sh installs it)"
 
@@ -114,7 +127,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 as_owner "$bin/pg_ctl" -D "$dir/data" -w -t 30 -l "$dir/server/server.log" -o "-p $port -k $dir/sock \
     -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=$dir/server/server.pem \
     -c ssl_key_file=$dir/server/server.key -c ssl_ca_file=$dir/server/ca.pem \
-    -c fsync=off -c max_connections=100 -c shared_buffers=16MB" start >/dev/null ||
+    -c fsync=$fsync -c log_connections=on -c max_connections=100 -c shared_buffers=16MB" start >/dev/null ||
     { cat "$dir/server/server.log" >&2; die "the server did not start"; }
 
 psql_super=(as_owner "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/sock" -p "$port" -U postgres)
