@@ -50,6 +50,22 @@
  *       processes logins median_us p90_us p99_us max_us failed (failed: a return other
  *       than PAM_AUTH_ERR or PAM_MAXTRIES).
  *
+ *   pam_bench clients LABEL CLIENTS LOGINS FIRST_COUNTER ACCOUNTS SERVICE...
+ *       CLIENTS processes, let go together; client i logs the i-th account of ACCOUNTS in
+ *       LOGINS times through SERVICE number i modulo their count (one service per host),
+ *       with the HOTP codes of counters FIRST_COUNTER, FIRST_COUNTER+1, ... Prints:
+ *       clients LABEL clients logins median_us p90_us p99_us max_us logins_per_s failed
+ *       (logins_per_s: all logins over the time from the start to the last client's end;
+ *       failed: a return other than PAM_SUCCESS).
+ *
+ *   pam_bench burst PROCESSES USER CODE SERVICE...
+ *       PROCESSES processes, let go together, each log USER in once with CODE, through
+ *       SERVICE number i modulo their count. Prints: burst USER processes success
+ *       auth_err maxtries other (how many logins ended with each return).
+ *
+ * With PAM_BENCH_CONFDIR=DIR in the environment, every login reads its service file from DIR
+ * (libpam's pam_start_confdir) rather than through pam_wrapper.
+ *
  * Codes are computed here (HMAC-SHA1, libcrypto) just before each login and never timed.
  * A module refuses a code whose step it has accepted already, so each account uses strictly
  * increasing steps: the code of step max(now-1, last+1), within the window of one step each
@@ -168,7 +184,7 @@ static int base32_decode(const char *text, unsigned char *out, size_t cap)
 	return (int)len;
 }
 
-/* RFC 6238 TOTP, SHA-1, 6 digits, for time step `step`. */
+/* RFC 4226 HOTP, SHA-1, 6 digits, of counter `step`; RFC 6238 TOTP is this of the time step. */
 static unsigned totp(const struct account *a, int64_t step)
 {
 	unsigned char msg[8], mac[EVP_MAX_MD_SIZE];
@@ -236,8 +252,12 @@ static double pam_login(const char *service, const char *user, const char *answe
 	struct conv_state state = { answer, 0 };
 	struct pam_conv conv = { conversation, &state };
 	pam_handle_t *pamh = NULL;
+	/* Many processes at once: pam_wrapper's private copy of the service directory is
+	 * picked with a check-then-create race, so those name the directory themselves. */
+	const char *confdir = getenv("PAM_BENCH_CONFDIR");
 	double start = now_us();
-	int ret = pam_start(service, user, &conv, &pamh);
+	int ret = confdir ? pam_start_confdir(service, user, &conv, confdir, &pamh)
+			  : pam_start(service, user, &conv, &pamh);
 	if (ret == PAM_SUCCESS) {
 		pam_set_item(pamh, PAM_RHOST, "198.51.100.7");
 		pam_set_item(pamh, PAM_FAIL_DELAY, (const void *)no_delay);
@@ -649,6 +669,96 @@ static int load(int argc, char **argv)
 	return 0;
 }
 
+/* What a child of a gang reports for each login. */
+struct record {
+	double us;
+	int rc;
+};
+
+/* A child's work: runs after the start signal and writes one record per login to `out`. */
+typedef void (*job_fn)(int index, int out, void *arg);
+
+static void put_record(int out, double us, int rc)
+{
+	struct record r = { us, rc };
+	if (write(out, &r, sizeof r) != sizeof r)
+		_exit(2);
+}
+
+/*
+ * Forks `n` processes that wait on one pipe, lets them all go at once and collects up to
+ * `cap` records until every child has exited. Sets *wall_us to the time from the start
+ * signal to the last child's end. Waits only for the children forked here: a shell's process
+ * substitution on this process's stderr (bench.sh's filter) is a child too, and it ends only
+ * after this process does.
+ */
+static size_t gang(int n, job_fn job, void *arg, struct record *out, size_t cap, double *wall_us)
+{
+	int go[2], results[2];
+	if (pipe(go) != 0 || pipe(results) != 0)
+		die("pipe");
+	pid_t *children = calloc((size_t)n, sizeof *children);
+	if (!children)
+		die("out of memory");
+	for (int i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			die("fork");
+		children[i] = pid;
+		if (pid == 0) {
+			char c;
+			close(go[1]);
+			close(results[0]);
+			if (read(go[0], &c, 1) < 0)
+				_exit(2);
+			job(i, results[1], arg);
+			_exit(0);
+		}
+	}
+	close(go[0]);
+	close(results[1]);
+	double start = now_us();
+	close(go[1]); /* let them all go */
+	size_t got = 0;
+	struct record r;
+	while (read(results[0], &r, sizeof r) == sizeof r)
+		if (got < cap)
+			out[got++] = r;
+	close(results[0]);
+	for (int i = 0; i < n; i++)
+		while (waitpid(children[i], NULL, 0) < 0 && errno == EINTR)
+			;
+	*wall_us = now_us() - start;
+	free(children);
+	return got;
+}
+
+/* Sorts the latencies of `n` records into `v` (n doubles). */
+static void latencies(const struct record *r, size_t n, double *v)
+{
+	for (size_t i = 0; i < n; i++)
+		v[i] = r[i].us;
+	qsort(v, n, sizeof *v, cmp_double);
+}
+
+struct contend_job {
+	const char *service;
+	const char *user;
+	char answer[16];
+	int logins;
+};
+
+static void contend_one(int index, int out, void *arg)
+{
+	const struct contend_job *j = arg;
+	(void)index;
+	for (int i = 0; i < j->logins; i++) {
+		int rc, prompts;
+		double us = pam_login(j->service, j->user, j->answer, &rc, &prompts);
+		put_record(out, us, rc);
+	}
+}
+
 /* Issue 18, item 15: how long a login waits for the state lock of an account that many
  * processes log in to at once. */
 static int contend(int argc, char **argv)
@@ -663,60 +773,117 @@ static int contend(int argc, char **argv)
 	if (len <= 0)
 		die("bad base32 secret");
 	a.key_len = (size_t)len;
-	char answer[16];
-	snprintf(answer, sizeof answer, "%06u", wrong_code(&a));
-	int go[2], results[2];
-	if (pipe(go) != 0 || pipe(results) != 0)
-		die("pipe");
-	pid_t *children = calloc((size_t)procs, sizeof *children);
-	if (!children)
+	struct contend_job job = { argv[3], a.name, "", logins };
+	snprintf(job.answer, sizeof job.answer, "%06u", wrong_code(&a));
+	size_t n = (size_t)procs * (size_t)logins, failed = 0;
+	struct record *r = malloc(n * sizeof *r);
+	double *v = malloc(n * sizeof *v), wall;
+	if (!r || !v)
 		die("out of memory");
-	for (int p = 0; p < procs; p++) {
-		pid_t pid = fork();
-		if (pid < 0)
-			die("fork");
-		children[p] = pid;
-		if (pid == 0) {
-			char c;
-			close(go[1]);
-			if (read(go[0], &c, 1) < 0)
-				_exit(2);
-			for (int i = 0; i < logins; i++) {
-				int rc, prompts;
-				double us = pam_login(argv[3], a.name, answer, &rc, &prompts);
-				double record[2] = { us, (rc == PAM_AUTH_ERR || rc == PAM_MAXTRIES) ? 0 : 1 };
-				if (write(results[1], record, sizeof record) != sizeof record)
-					_exit(2);
-			}
-			_exit(0);
-		}
-	}
-	close(go[0]);
-	close(results[1]);
-	close(go[1]); /* let them all go */
-	size_t n = (size_t)procs * (size_t)logins, got = 0, failed = 0;
-	double *v = malloc(n * sizeof *v);
-	double record[2];
-	if (!v)
-		die("out of memory");
-	while (got < n && read(results[0], record, sizeof record) == sizeof record) {
-		v[got++] = record[0];
-		failed += record[1] != 0;
-	}
-	/*
-	 * Only the children forked here: a shell's process substitution on this process's
-	 * stderr (bench.sh's filter) is a child too, and it ends only after this process does.
-	 */
-	for (int p = 0; p < procs; p++)
-		while (waitpid(children[p], NULL, 0) < 0 && errno == EINTR)
-			;
-	free(children);
-	qsort(v, got, sizeof *v, cmp_double);
+	size_t got = gang(procs, contend_one, &job, r, n, &wall);
+	for (size_t i = 0; i < got; i++)
+		failed += r[i].rc != PAM_AUTH_ERR && r[i].rc != PAM_MAXTRIES;
+	latencies(r, got, v);
 	printf("contend\t%s\t%d\t%zu\t%.0f\t%.0f\t%.0f\t%.0f\t%zu\n", argv[3], procs, got,
 	       percentile(v, got, 50), percentile(v, got, 90), percentile(v, got, 99),
 	       got ? v[got - 1] : 0.0, failed + (n - got));
+	free(r);
 	free(v);
 	return got == n && failed == 0 ? 0 : 1;
+}
+
+struct clients_job {
+	struct account *accounts;
+	char **services;
+	int nservices;
+	int logins;
+	int64_t first;
+};
+
+/* Client `index`: its own account, through service index % nservices, HOTP counters
+ * first, first+1, ... (each code computed before its login, not timed). */
+static void client(int index, int out, void *arg)
+{
+	const struct clients_job *j = arg;
+	const struct account *a = &j->accounts[index];
+	const char *service = j->services[index % j->nservices];
+	for (int i = 0; i < j->logins; i++) {
+		char answer[16];
+		int rc, prompts;
+		snprintf(answer, sizeof answer, "%06u", totp(a, j->first + i));
+		double us = pam_login(service, a->name, answer, &rc, &prompts);
+		put_record(out, us, rc);
+	}
+}
+
+/* Issue 15: parallel clients, each logging its own HOTP account in over and over, spread
+ * over the services (one per host). */
+static int clients(int argc, char **argv)
+{
+	const char *usage = "usage: pam_bench clients LABEL CLIENTS LOGINS FIRST_COUNTER ACCOUNTS SERVICE...";
+	if (argc < 7)
+		die(usage);
+	int procs = atoi(argv[2]), logins = atoi(argv[3]);
+	if (procs < 1 || logins < 1)
+		die(usage);
+	struct clients_job job = { NULL, argv + 6, argc - 6, logins, atoll(argv[4]) };
+	if (read_accounts(argv[5], &job.accounts) < (size_t)procs)
+		die("fewer accounts than clients");
+	size_t n = (size_t)procs * (size_t)logins, failed = 0;
+	struct record *r = malloc(n * sizeof *r);
+	double *v = malloc(n * sizeof *v), wall;
+	if (!r || !v)
+		die("out of memory");
+	size_t got = gang(procs, client, &job, r, n, &wall);
+	for (size_t i = 0; i < got; i++)
+		failed += r[i].rc != PAM_SUCCESS;
+	latencies(r, got, v);
+	printf("clients\t%s\t%d\t%zu\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%zu\n", argv[1], procs, got,
+	       percentile(v, got, 50), percentile(v, got, 90), percentile(v, got, 99),
+	       got ? v[got - 1] : 0.0, (double)got / (wall / 1e6), failed + (n - got));
+	free(r);
+	free(v);
+	return got == n && failed == 0 ? 0 : 1;
+}
+
+struct burst_job {
+	const char *user;
+	const char *answer;
+	char **services;
+	int nservices;
+};
+
+static void burst_one(int index, int out, void *arg)
+{
+	const struct burst_job *j = arg;
+	int rc, prompts;
+	double us = pam_login(j->services[index % j->nservices], j->user, j->answer, &rc, &prompts);
+	put_record(out, us, rc);
+}
+
+/* Issue 15: the same code sent PROCESSES times at once, spread over the services: how many
+ * logins it let in (a replay race), or, for a wrong code, how many the module turned away. */
+static int burst(int argc, char **argv)
+{
+	if (argc < 5 || atoi(argv[1]) < 1)
+		die("usage: pam_bench burst PROCESSES USER CODE SERVICE...");
+	int procs = atoi(argv[1]);
+	struct burst_job job = { argv[2], argv[3], argv + 4, argc - 4 };
+	struct record *r = malloc((size_t)procs * sizeof *r);
+	double wall;
+	if (!r)
+		die("out of memory");
+	size_t got = gang(procs, burst_one, &job, r, (size_t)procs, &wall);
+	size_t success = 0, auth_err = 0, maxtries = 0;
+	for (size_t i = 0; i < got; i++) {
+		success += r[i].rc == PAM_SUCCESS;
+		auth_err += r[i].rc == PAM_AUTH_ERR;
+		maxtries += r[i].rc == PAM_MAXTRIES;
+	}
+	printf("burst\t%s\t%d\t%zu\t%zu\t%zu\t%zu\n", argv[2], procs, success, auth_err, maxtries,
+	       (size_t)procs - success - auth_err - maxtries);
+	free(r);
+	return got == (size_t)procs ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -725,9 +892,13 @@ int main(int argc, char **argv)
 		return run(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "contend") == 0)
 		return contend(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "clients") == 0)
+		return clients(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "burst") == 0)
+		return burst(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "rss") == 0)
 		return rss(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "load") == 0)
 		return load(argc - 1, argv + 1);
-	die("usage: pam_bench run|rss|load ...");
+	die("usage: pam_bench run|contend|clients|burst|rss|load ...");
 }

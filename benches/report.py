@@ -6,7 +6,8 @@ each target) and latency.svg (median and p99 latency against enrolled accounts, 
 
 DIR holds what bench.sh wrote: logins-disk.tsv and logins-tmpfs.tsv (the interleaved
 logins with the stores on disk and on tmpfs), nss.tsv, pinned.tsv, rss.tsv, load.tsv and
-machine.txt. --criterion points at criterion's output (target/criterion) for the
+machine.txt; fleet.tsv (benches/fleet.sh: the fleet store beside the file store).
+--criterion points at criterion's output (target/criterion) for the
 micro-benchmark of the decision path.
 """
 
@@ -130,7 +131,8 @@ def main():
     nss_all = index(read_rows(os.path.join(out, "nss.tsv")))
     pinned = index(read_rows(os.path.join(out, "pinned.tsv")))
     scales = sorted({key[0] for rows in runs.values() for key in rows if key[0]})
-    if not scales:
+    fleet = fleet_section(os.path.join(out, "fleet.tsv"))
+    if not scales and not fleet:
         sys.exit("report: no results in " + out)
     lines = []
     emit = lines.append
@@ -142,6 +144,13 @@ def main():
         with open(machine) as f:
             emit(f.read().rstrip())
         emit("```\n")
+
+    if not scales:  # --fleet-only
+        lines.extend(fleet)
+        with open(os.path.join(out, "results.md"), "w") as f:
+            f.write("\n".join(lines))
+        print(f"report: wrote {os.path.join(out, 'results.md')}", file=sys.stderr)
+        return
 
     for storage, title in STORAGES:
         logins = runs.get(storage)
@@ -283,6 +292,8 @@ def main():
                 )
         emit("")
 
+    lines.extend(fleet)
+
     micro = micro_results(args.criterion)
     if micro:
         emit("## The decision path alone (criterion, benches/decision.rs)\n")
@@ -333,8 +344,56 @@ def main():
 
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(lines))
-    plot(out, scales, runs)
+    if scales:
+        plot(out, scales, runs)
     print(f"report: wrote {os.path.join(out, 'results.md')}", file=sys.stderr)
+
+
+def fleet_section(path):
+    """The tables of fleet.tsv (benches/fleet.sh), or nothing when it is absent."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    lines = ["## Fleet store (PostgreSQL, TLS) beside the file store, two hosts\n"]
+    lines.append(
+        "benches/fleet.sh: two hosts are two policy files; the fleet store's share one "
+        "PostgreSQL (TLS, client certificates, fsync on), each file host has its own store. "
+        "Every login is a new HOTP code through the real libpam; the fleet's go through the "
+        "helper pam-mfa-check. Runs of the two stores alternate.\n"
+    )
+    lines.append("| store | clients | run | logins | median | p90 | p99 | max | logins/s | failed |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    seen = {}
+    for r in (r for r in rows if r[0] == "clients"):
+        key = (r[1], r[2])
+        seen[key] = seen.get(key, 0) + 1
+        lines.append(
+            f"| {r[1]} | {r[2]} | {seen[key]} | {r[3]} | {us(float(r[4]))} | {us(float(r[5]))} | {us(float(r[6]))} "
+            f"| {us(float(r[7]))} | {float(r[8]):.0f} | {r[9]} |"
+        )
+    lines.append("")
+    races = [r for r in rows if r[0] == "race"]
+    if races:
+        lines.append("One valid code sent by 16 clients at once, 8 to each host, per round:\n")
+        lines.append("| store | rounds | exactly one in | more than one in | none in | most in one round |")
+        lines.append("|---|---:|---:|---:|---:|---:|")
+        for r in races:
+            lines.append(f"| {r[1]} | {r[2]} | {r[4]} | {r[5]} | {r[6]} | {r[7]} |")
+        lines.append("")
+    locks = [r for r in rows if r[0] == "lockout"]
+    if locks:
+        lines.append(
+            "16 wrong codes at once over both hosts, per account, `max_failures = 10`: how many "
+            "were checked against the secret (the rest refused as locked), and the accounts a "
+            "valid code still opened afterwards:\n"
+        )
+        lines.append("| store | accounts | checked (fewest) | checked (most) | left open |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for r in locks:
+            lines.append(f"| {r[1]} | {r[2]} | {r[5]} | {r[6]} | {r[7]} |")
+        lines.append("")
+    return lines
 
 
 def plot(out, scales, runs):

@@ -7,8 +7,9 @@
 # interleaving the modules so that their ratios hold on a noisy machine. It does so with
 # 1,000, 10,000 and 100,000 enrolled accounts; then the wrong-code and locked-out paths,
 # the peak RSS of loading a module, the cost of loading it, and the decision path alone as
-# a criterion micro-benchmark (benches/decision.rs). A syslog sink listens on /dev/log for
-# the run when the host has none. Nothing in /etc is touched.
+# a criterion micro-benchmark (benches/decision.rs). Last, the fleet store on a private
+# PostgreSQL beside the file store, 16 clients over two hosts (benches/fleet.sh). A syslog
+# sink listens on /dev/log for the run when the host has none. Nothing in /etc is touched.
 #
 #   scripts/bench.sh            install the packages, build, run it all (15 to 30 minutes),
 #                               write benches/results/{results.md,latency.svg,*.tsv}
@@ -21,7 +22,7 @@ set -euo pipefail
 usage() {
     cat <<'USAGE'
 usage: scripts/bench.sh [--quick] [--no-install] [--no-build] [--no-micro] [--no-tmpfs] [--keep]
-                        [--scales "N N ..."] [--logins K] [--out DIR]
+                        [--no-fleet | --fleet-only] [--scales "N N ..."] [--logins K] [--out DIR]
 
   --quick        smoke run: scales "200 2000", 100 accounts logging in, one measured round,
                  short micro-benchmark; results in target/bench-quick unless --out
@@ -30,6 +31,8 @@ usage: scripts/bench.sh [--quick] [--no-install] [--no-build] [--no-micro] [--no
   --no-micro     skip the criterion micro-benchmark
   --no-tmpfs     skip the second pass with the stores on tmpfs (flushes cost nothing there)
   --keep         keep the work directory (100,000 accounts take about 800 MB)
+  --no-fleet     skip the fleet store (benches/fleet.sh)
+  --fleet-only   only the fleet store beside the file store (a few minutes)
   --scales LIST  enrolled accounts per run (default "1000 10000 100000")
   --logins K     accounts that log in at every scale (default 1000; each logs in
                  2 times for warm-up and 2 times measured, pam_oath once)
@@ -43,6 +46,8 @@ build=1
 micro=1
 tmpfs=1
 keep=0
+fleet=1
+peers=1
 scales=""
 subset=""
 out=""
@@ -54,6 +59,8 @@ while [ "$#" -gt 0 ]; do
         --no-micro) micro=0 ;;
         --no-tmpfs) tmpfs=0 ;;
         --keep) keep=1 ;;
+        --no-fleet) fleet=0 ;;
+        --fleet-only) peers=0 micro=0 ;;
         --scales)
             scales=${2:?--scales needs a list}
             shift
@@ -88,6 +95,7 @@ if [ "$quick" -eq 1 ]; then
     subset=${subset:-100}
     rounds=1
     contend_logins=50
+    fleet_args=(--logins 5 --runs 1 --race-rounds 5)
     criterion_args=(--warm-up-time 0.3 --measurement-time 1)
     out=${out:-"$repo_root/target/bench-quick"}
 else
@@ -95,6 +103,7 @@ else
     subset=${subset:-1000}
     rounds=2
     contend_logins=200
+    fleet_args=(--logins 25 --runs 3 --race-rounds 50)
     criterion_args=()
     out=${out:-"$repo_root/benches/results"}
 fi
@@ -171,7 +180,7 @@ fi
 [ -f "$mfa_module" ] || die "$mfa_module is missing: run without --no-build"
 
 mkdir -p "$out"
-rm -f "$out"/{logins-disk,logins-tmpfs,nss,pinned,rss,load}.tsv
+rm -f "$out"/{logins-disk,logins-tmpfs,nss,pinned,rss,load,fleet}.tsv
 
 if [ "$micro" -eq 1 ]; then
     section "Decision path (cargo bench --bench decision)"
@@ -391,8 +400,14 @@ run_pass() {
     [ "$keep" -eq 1 ] || rm -rf "$base"
 }
 
-run_pass disk "$work/disk"
-[ -z "$shm_work" ] || run_pass tmpfs "$shm_work"
+if [ "$peers" -eq 1 ]; then
+    run_pass disk "$work/disk"
+    [ -z "$shm_work" ] || run_pass tmpfs "$shm_work"
+fi
+if [ "$fleet" -eq 1 ]; then
+    section "Fleet: PostgreSQL with TLS beside the file store, two hosts (benches/fleet.sh)"
+    benches/fleet.sh "$work/pam_bench" "$target_dir/release" "$out" "${fleet_args[@]}"
+fi
 
 {
     echo "fsync after: $(python3 benches/fsync_probe.py "$work")"
@@ -401,4 +416,4 @@ run_pass disk "$work/disk"
 
 section "Report"
 python3 benches/report.py "$out" --criterion "$target_dir/criterion"
-echo "bench: results in $out/results.md, plot in $out/latency.svg" >&2
+echo "bench: results in $out/results.md$([ "$peers" -eq 0 ] || echo ", plot in $out/latency.svg")" >&2
