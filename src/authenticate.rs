@@ -533,6 +533,18 @@ struct Login {
     today: Date,
 }
 
+impl Login {
+    /// How the account's wrong codes count under its rule; `combined` (codes typed with
+    /// the password) has a count and lock of its own.
+    fn lockout(&self, combined: bool) -> Lockout {
+        Lockout {
+            max_failures: self.decision.limits.max_failures,
+            lockout_seconds: self.decision.limits.lockout_seconds,
+            combined,
+        }
+    }
+}
+
 /// The login, phase by phase: the policy, the account, the policy's decision, the plan,
 /// the checks before the prompt, the prompt, and the one decision in the store.
 fn decide(
@@ -724,11 +736,7 @@ fn settle(
     let limits = &login.decision.limits;
     // With `combined` the code is checked before the password: its wrong codes have their
     // own count and lock, which shut only this way in.
-    let lockout = Lockout {
-        max_failures: limits.max_failures,
-        lockout_seconds: limits.lockout_seconds,
-        combined: answers.combined.is_some(),
-    };
+    let lockout = login.lockout(answers.combined.is_some());
     let mut proof = None;
     let mut denial = Denial::NoCode;
     let settled = attempt.settle(record, clock, &lockout, &mut |current| {
@@ -1015,12 +1023,7 @@ fn first_code(
     record: &Record,
     clock: &dyn Clock,
 ) -> Result<FirstCode, Failure> {
-    let limits = &login.decision.limits;
-    let lockout = Lockout {
-        max_failures: limits.max_failures,
-        lockout_seconds: limits.lockout_seconds,
-        combined: false,
-    };
+    let lockout = login.lockout(false);
     let mut refused = Outcome::Denied(Denial::NoCode);
     for tries_left in (0..ENROLL_TRIES).rev() {
         let answer = match answers.code(record.digits) {
