@@ -3,7 +3,8 @@
 # control fields, run lintian (no errors), install it with dpkg -i, sign in once through
 # the installed module with pamtester, sign in as unprivileged users through the installed
 # setuid helper (and its refusals), check the pam-auth-update profile in a private
-# mount namespace, then purge and check that nothing is left.
+# mount namespace, lock a terminal with real screen lockers (away, screen) as users in a
+# second one (tests/e2e/lockers.sh), then purge and check that nothing is left.
 #
 # Like run.sh (which calls it), it changes the machine, so it runs only as root with
 # CI=true or PAM_MFA_E2E=1. It refuses to run where pam-mfa is installed or its paths
@@ -71,6 +72,8 @@ self_user="${tag}u"
 plain_user="${tag}n"
 extra_users=()
 listener=""
+# screen's socket directory for tests/e2e/lockers.sh (outside $work, which is root's 0700).
+screens="/tmp/$tag-screens"
 
 cleanup() {
     local status=$?
@@ -81,9 +84,17 @@ cleanup() {
         wait "$listener" 2>/dev/null
         rm -f /dev/log
     fi
+    # Screen sessions tests/e2e/lockers.sh left (it quits them itself unless killed).
+    for socket in "$screens"/*; do
+        [ -S "$socket" ] || continue
+        setpriv --reuid="$(stat -c %u "$socket")" --regid="$(stat -c %g "$socket")" \
+            --clear-groups -- env -i SCREENDIR="$screens" \
+            screen -S "${socket##*/}" -X quit >/dev/null 2>&1
+    done
     for name in "${extra_users[@]}"; do
         userdel -f "$name" >/dev/null 2>&1
     done
+    rm -rf "$screens"
     if [ "$installed" -eq 1 ]; then
         dpkg --purge pam-mfa >/dev/null 2>&1
         rm -rf /var/lib/pam-mfa
@@ -388,6 +399,43 @@ if unshare --mount --propagation private true 2>/dev/null; then
     ok "pam-auth-update profile: enabled, policy check warnings, password then code, removed (in a namespace)"
 else
     echo "skip  pam-auth-update profile: no private mount namespace here"
+fi
+
+# Real screen lockers from Debian (away, and GNU screen's builtin lock), as the users
+# themselves, with the profile enabled in a second private namespace: tests/e2e/lockers.sh
+# says which lockers and why (and why not vlock).
+if unshare --mount --propagation private true 2>/dev/null; then
+    lock_user="${tag}l"
+    useradd -M -d /nonexistent -s /bin/sh "$lock_user"
+    extra_users+=("$lock_user")
+    printf '%s:%s\n' "$lock_user" "$password" | chpasswd
+    lock_secret=$(head -c 20 /dev/urandom | base32)
+    printf '%s\n' "$lock_secret" | /usr/sbin/pam-mfa enroll "$lock_user" --secret-stdin \
+        --no-confirm >/dev/null 2>&1 || die "pam-mfa enroll $lock_user failed"
+    install -d -o "$lock_user" -m 0700 "$screens"
+    cp -a /etc/pam.d "$work/pam.d-lockers"
+    cp -a /var/lib/pam "$work/var-lib-pam-lockers"
+    listening=0
+    [ -z "$listener" ] || listening=1
+    lockers_status=0
+    unshare --mount --propagation private -- env DEBIAN_FRONTEND=noninteractive \
+        WORK="$work" E2E_DIR="$repo_root/tests/e2e" PAM_D="$work/pam.d-lockers" \
+        VAR_LIB_PAM="$work/var-lib-pam-lockers" LOCK_USER="$lock_user" \
+        LOCK_SECRET="$lock_secret" PLAIN_USER="$plain_user" PASSWORD="$password" \
+        AUDIT_LOG="$audit_log" LISTENING="$listening" TRAP_DIR="$trap_dir" \
+        SCREENS="$screens" bash "$repo_root/tests/e2e/lockers.sh" >"$work/lockers.out" 2>&1 || lockers_status=$?
+    grep '^ok ' "$work/lockers.out" || true
+    [ "$lockers_status" -eq 0 ] || die "screen lockers (status $lockers_status): $(cat "$work/lockers.out")"
+    ! grep -rq pam_mfa /etc/pam.d/common-* || die "the lockers' namespace leaked into /etc/pam.d"
+    [ ! -e /etc/pam.d/screen ] || die "the lockers' namespace leaked /etc/pam.d/screen"
+    # Nothing of the lockers' left running (zombies are dead already: a container's init
+    # may not reap them).
+    for name in "$lock_user" "$plain_user"; do
+        left=$(ps -u "$name" -o stat=,pid=,args= | awk '$1 !~ /^Z/') || true
+        [ -z "$left" ] || die "processes of $name left: $left"
+    done
+else
+    echo "skip  screen lockers: no private mount namespace here"
 fi
 
 # ---------------------------------------------------------------------------------------

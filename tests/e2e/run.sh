@@ -63,7 +63,7 @@ die() {
 packages=(
     openssh-server openssh-client sudo expect oathtool pamtester python3 util-linux login
     passwd lintian dpkg-dev fakeroot binutils strace
-    slapd ldap-utils nslcd libnss-ldapd libnss-wrapper libpam-wrapper
+    slapd ldap-utils nslcd libnss-ldapd libnss-wrapper libpam-wrapper away screen
 )
 missing=()
 for package in "${packages[@]}"; do
