@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use pam_mfa::authenticate::Status;
-use pam_mfa::helper::wire::{unhex, LoginRequest, ToCaller, ToHelper};
+use pam_mfa::helper::wire::{hex, unhex, LoginRequest, ToCaller, ToHelper};
 
 const NOBODY: u32 = 65534;
 
@@ -155,6 +155,46 @@ fn a_helper_that_others_could_replace_is_never_run() {
     let missing = relaying(&dir.join("absent"), OPTIONAL);
     without_root(&missing, "root").run().expect(Pam::SystemErr);
     assert!(missing.audit_line().get("reason").contains("absent"));
+}
+
+/// A helper that goes away in the middle of a question (the real one does so at its
+/// deadline, when someone at a locked screen answers the code prompt more than 5 minutes
+/// later) must not take the application with it. A write to a pipe nobody reads raises
+/// SIGPIPE, whose default action ends the process: for a screen locker such as away(1),
+/// the end of the lock. The login fails closed and the application goes on.
+#[test]
+fn a_helper_gone_in_the_middle_of_a_question_does_not_end_the_application() {
+    let (dir, _helper) = helper_or_skip!();
+    // In the helper's place, a script that stops reading, asks, and ends: the real
+    // helper's last moments at its deadline, without waiting 5 minutes for them.
+    let question = serde_json::to_vec(&ToCaller::Ask {
+        hex: &hex(PROMPT.as_bytes()),
+    })
+    .unwrap();
+    let mut frame = u32::try_from(question.len())
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    frame.extend_from_slice(&question);
+    let frame_path = dir.path().join("question");
+    fs::write(&frame_path, frame).unwrap();
+    let gone = dir.path().join("gone");
+    fs::write(
+        &gone,
+        format!("#!/bin/sh\nexec 0<&-\ncat {}\n", frame_path.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&gone, fs::Permissions::from_mode(0o755)).unwrap();
+    let sb = relaying(&gone, OPTIONAL).enroll("root", SECRET);
+
+    // run() asserts that pamdrive ended on its own (exit status 0), not by a signal.
+    without_root(&sb, "root")
+        .answer("123456")
+        .run()
+        .expect(Pam::SystemErr)
+        .expect_prompted();
+    let reason = sb.audit_line().get("reason").to_owned();
+    assert!(reason.contains("the pipe failed"), "{reason}");
 }
 
 /// Runs the installed helper as uid 65534 (real and effective, as a screen locker runs)

@@ -17,11 +17,11 @@ use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnF
 use nix::sys::signal::SigSet;
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
-use nix::unistd::{pipe2, Pid};
+use nix::unistd::Pid;
 
 use zeroize::Zeroizing;
 
-use super::wire::{hex, unhex, Channel, ToCaller, ToHelper};
+use super::wire::{hex, stream_pair, unhex, Channel, ToCaller, ToHelper};
 use super::DEADLINE;
 use crate::authenticate::{Conversation, Status};
 use crate::trusted_path;
@@ -38,28 +38,32 @@ pub fn call(
     let (child, to_helper, from_helper) =
         spawn(helper).map_err(|e| format!("cannot be run: {e}"))?;
     let result = converse(to_helper, from_helper, request, conv);
-    // The helper ends on its own once its pipes close (converse dropped them) or at its
+    // The helper ends on its own once its socket closes (converse dropped it) or at its
     // deadline; if it already ended, or the application reaps children itself, there is
     // nothing to wait for.
     while let Err(Errno::EINTR) = waitpid(child, None) {}
     result
 }
 
-/// Starts the helper with an empty environment, its standard input and output on pipes
-/// to this process and its standard error on /dev/null, its signal mask cleared. With
+/// Starts the helper with an empty environment, its standard input and output on a socket
+/// pair with this process and its standard error on /dev/null, its signal mask cleared. With
 /// posix_spawn from nix rather than std::process::Command, whose fork, exec and
 /// pidfd paths would add some forty libc symbols that every dlopen of the module would
 /// resolve (the load cost of issue 15).
 fn spawn(helper: &Path) -> nix::Result<(Pid, OwnedFd, OwnedFd)> {
-    let (child_in, to_helper) = pipe2(OFlag::O_CLOEXEC)?;
-    let (from_helper, child_out) = pipe2(OFlag::O_CLOEXEC)?;
+    // One socket pair rather than two pipes: the module's writes to it then raise no
+    // SIGPIPE in the application when the helper has gone (wire::Channel).
+    let (ours, helpers) = stream_pair()?;
     // A host that closed its own standard input or output would have handed out 0 or 1:
-    // the dup2s below must not overwrite one pipe with the other.
-    let child_in = above_stdio(child_in)?;
-    let child_out = above_stdio(child_out)?;
+    // the dup2s below must not overwrite the helper's end with ours.
+    let ours = above_stdio(ours)?;
+    let helpers = above_stdio(helpers)?;
+    let to_helper = ours
+        .try_clone()
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))?;
     let mut actions = PosixSpawnFileActions::init()?;
-    actions.add_dup2(child_in.as_raw_fd(), 0)?;
-    actions.add_dup2(child_out.as_raw_fd(), 1)?;
+    actions.add_dup2(helpers.as_raw_fd(), 0)?;
+    actions.add_dup2(helpers.as_raw_fd(), 1)?;
     actions.add_open(2, "/dev/null", OFlag::O_WRONLY, Mode::empty())?;
     let mut attributes = PosixSpawnAttr::init()?;
     attributes.set_sigmask(&SigSet::empty())?;
@@ -73,8 +77,8 @@ fn spawn(helper: &Path) -> nix::Result<(Pid, OwnedFd, OwnedFd)> {
         &[program.as_c_str()],
         &no_environment,
     )?;
-    // The child's ends are closed here: only the helper holds them now.
-    Ok((child, to_helper, from_helper))
+    // The child's end is closed here: only the helper holds it now.
+    Ok((child, to_helper, ours))
 }
 
 /// `fd`, moved to a number above 2 (close-on-exec) when it is 0, 1 or 2.

@@ -9,12 +9,14 @@
 
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use data_encoding::HEXLOWER;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::stat::{fstat, SFlag};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -98,24 +100,42 @@ pub fn unhex(text: &str) -> io::Result<Zeroizing<Vec<u8>>> {
     Ok(out)
 }
 
+/// A connected pair of stream sockets (close-on-exec) for the helper's standard input and
+/// output: one end for the helper, the other for its caller's [`Channel`].
+pub fn stream_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}
+
 /// One end of the pipe, both directions, with the deadline of the whole exchange.
 pub struct Channel {
     input: File,
     output: File,
+    /// `output` is a socket: written with MSG_NOSIGNAL (see [`Channel::new`]).
+    output_is_socket: bool,
     deadline: Instant,
 }
 
 impl Channel {
     /// Reads from `input` and writes to `output` (made non-blocking, so no read or
-    /// write outlasts the deadline) until `deadline`.
+    /// write outlasts the deadline) until `deadline`. When `output` is a socket (the
+    /// module's end, from [`stream_pair`]), a write after the peer has gone fails with
+    /// EPIPE and raises no SIGPIPE: the module runs inside someone else's process (a
+    /// screen locker), whose SIGPIPE would end it, and with it the lock.
     pub fn new(input: OwnedFd, output: OwnedFd, deadline: Instant) -> io::Result<Channel> {
         for fd in [&input, &output] {
             let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
             fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         }
+        let kind = SFlag::from_bits_truncate(fstat(&output)?.st_mode) & SFlag::S_IFMT;
         Ok(Channel {
             input: File::from(input),
             output: File::from(output),
+            output_is_socket: kind == SFlag::S_IFSOCK,
             deadline,
         })
     }
@@ -164,7 +184,13 @@ impl Channel {
     fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             self.wait(Direction::Out)?;
-            match self.output.write(bytes) {
+            let written = if self.output_is_socket {
+                send(self.output.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL)
+                    .map_err(io::Error::from)
+            } else {
+                self.output.write(bytes)
+            };
+            match written {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => bytes = &bytes[n..],
                 Err(e) if retry(&e) => {}
