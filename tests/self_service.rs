@@ -11,8 +11,14 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
 
 use common::*;
+use pam_mfa::authenticate::Status;
+use pam_mfa::helper::me::{Action, MeRequest};
+use pam_mfa::helper::wire::{unhex, ToCaller, ToHelper};
 
 const POLICY: &str = "store_dir = \"{store}\"\ndefault_mode = \"optional\"\nfail_delay_ms = 0\n";
 
@@ -46,6 +52,7 @@ fn user_cli(
         .stderr(Stdio::piped())
         .spawn()
         .expect("run pam-mfa-user");
+    let watchdog = Watchdog::new(child.id(), "pam-mfa-user");
     let mut input = Some(child.stdin.take().unwrap());
     for answer in answers {
         writeln!(input.as_mut().unwrap(), "{answer}").unwrap();
@@ -67,11 +74,46 @@ fn user_cli(
         line.clear();
     }
     drop(input);
+    // Before the child is reaped: its pid cannot have been reused while the watchdog runs.
+    watchdog.disarm();
     let output = child.wait_with_output().unwrap();
     Run {
         code: output.status.code(),
         stdout,
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The harness's deadline: a process that waits for input the harness will never send
+/// (a question nobody expected, on a pipe the harness keeps open) is killed after
+/// `LIMIT`, so the test fails on its exit status instead of hanging. Not a timed
+/// assertion: every run here ends in well under a second.
+struct Watchdog {
+    done: mpsc::Sender<()>,
+    guard: thread::JoinHandle<()>,
+}
+
+impl Watchdog {
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    fn new(pid: u32, what: &'static str) -> Watchdog {
+        let (done, wait) = mpsc::channel::<()>();
+        let guard = thread::spawn(move || {
+            if wait.recv_timeout(Self::LIMIT).is_err() {
+                eprintln!(
+                    "{what} (pid {pid}) still running after {:?}: killed",
+                    Self::LIMIT
+                );
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+        Watchdog { done, guard }
+    }
+
+    fn disarm(self) {
+        let _ = self.done.send(());
+        self.guard.join().unwrap();
     }
 }
 
@@ -291,4 +333,112 @@ fn a_caller_without_root_may_not_name_a_policy() {
         "{}",
         String::from_utf8_lossy(&run.stdout)
     );
+}
+
+/// The setuid helper run as `uid` (real and effective) with a self-service request, its
+/// standard input closed right after the request: every question then fails, as when the
+/// caller goes away. Returns the texts it sent, its final status and exit status.
+fn me_as(
+    helper: &Path,
+    uid: u32,
+    request: MeRequest,
+) -> (Vec<String>, Option<Status>, Option<i32>) {
+    let mut child = Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg(helper)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the helper");
+    let watchdog = Watchdog::new(child.id(), "the helper");
+    let body = serde_json::to_vec(&ToHelper::Me(request)).unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
+        .unwrap();
+    input.write_all(&body).unwrap();
+    drop(input);
+    let mut output = child.stdout.take().unwrap();
+    let mut sent = Vec::new();
+    let mut status = None;
+    loop {
+        let mut prefix = [0u8; 4];
+        if std::io::Read::read_exact(&mut output, &mut prefix).is_err() {
+            break;
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+        std::io::Read::read_exact(&mut output, &mut body).unwrap();
+        match serde_json::from_slice(&body).unwrap() {
+            ToCaller::Finished { status: end } => status = Some(end),
+            ToCaller::Ask { hex } | ToCaller::Info { hex } | ToCaller::Error { hex } => {
+                sent.push(String::from_utf8(unhex(hex).unwrap().to_vec()).unwrap())
+            }
+            other => sent.push(format!("{other:?}")),
+        }
+    }
+    watchdog.disarm();
+    let exit = child.wait().unwrap();
+    (sent, status, exit.code())
+}
+
+/// Every refusal and error of self-service ends the helper at once when its caller stops
+/// answering (standard input closed): a final status, an exit, nothing changed.
+#[test]
+fn every_refusal_ends_the_helper_when_its_caller_stops_answering() {
+    let Some((_dir, helper, sb)) = setup() else {
+        return;
+    };
+    let record = fs::read(sb.record_path("root")).unwrap();
+    let request = |action, config: Option<&Path>, log: Option<&Path>| MeRequest {
+        action,
+        config: config.map(|p| p.display().to_string()),
+        log_socket: log.map(|p| p.display().to_string()),
+    };
+    let policy = sb.policy_path();
+    let log = sb.log_socket();
+
+    // A caller without root that names a policy, or a log socket.
+    let (sent, status, exit) = me_as(&helper, 65534, request(Action::Rotate, Some(&policy), None));
+    assert_eq!(
+        (status, exit),
+        (Some(Status::Misconfigured), Some(1)),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|t| t.contains("only root may name another policy")),
+        "{sent:?}"
+    );
+    let (sent, status, exit) = me_as(&helper, 65534, request(Action::Recovery, None, Some(&log)));
+    assert_eq!(
+        (status, exit),
+        (Some(Status::Misconfigured), Some(1)),
+        "{sent:?}"
+    );
+
+    // A uid no account has.
+    let (sent, status, exit) = me_as(&helper, 54321, request(Action::Status, None, None));
+    assert_eq!(
+        (status, exit),
+        (Some(Status::Unavailable), Some(1)),
+        "{sent:?}"
+    );
+    assert!(sent.iter().any(|t| t.contains("not known")), "{sent:?}");
+
+    // Root's own account, whose answers never come: nothing is asked twice or changed.
+    for action in [Action::Rotate, Action::Recovery] {
+        let (sent, status, exit) = me_as(&helper, 0, request(action, Some(&policy), Some(&log)));
+        assert!(
+            status.is_some() && status != Some(Status::Success),
+            "{sent:?}"
+        );
+        assert_eq!(exit, Some(1), "{sent:?}");
+        assert!(!sent.iter().any(|t| t.contains("otpauth://")), "{sent:?}");
+    }
+    assert_eq!(fs::read(sb.record_path("root")).unwrap(), record);
+    assert!(!sb.store().join("root.recovery").exists());
+    sb.audit_lines();
 }
