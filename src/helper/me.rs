@@ -58,7 +58,20 @@ pub struct MeRequest {
 pub fn serve(request: &MeRequest, caller: Caller, conv: &mut dyn Conversation) -> Status {
     let name = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(caller.uid)) {
         Ok(Some(account)) => account.name,
-        _ => {
+        lookup => {
+            // A refusal like any other: an audit line, on the default socket (root, the
+            // only caller who may name another, always has an account).
+            let why = match lookup {
+                Ok(_) => "no account has this uid".to_owned(),
+                Err(e) => format!("cannot look up the account: {e}"),
+            };
+            let request = Request {
+                service: SERVICE.into(),
+                ..Request::default()
+            };
+            let reason = format!("helper refused: uid {}: {why}", caller.uid);
+            let socket = Path::new(crate::audit::DEFAULT_SOCKET);
+            audit_line(&request, Verdict::Error, &reason, socket);
             let _ = conv.error("Your account is not known to this host (NSS).");
             return Status::Unavailable;
         }

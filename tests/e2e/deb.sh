@@ -355,6 +355,18 @@ expect_audit "user=$self_user rhost=- mode=unknown rule=- outcome=success reason
 as "$self_user" pam-mfa-user --config "$trap_dir/policy.toml" status >"$work/me.log" 2>&1 &&
     die "as $self_user, pam-mfa-user with a policy of the user's own succeeded"
 ok "as $self_user: pam-mfa-user status and recovery through the helper; its own policy refused"
+# A uid that no account has: refused, and the refusal leaves an audit line.
+stranger=60000
+while getent passwd "$stranger" >/dev/null; do
+    stranger=$((stranger + 1))
+done
+setpriv --reuid="$stranger" --regid="$stranger" --clear-groups -- "${caller_env[@]}" \
+    pam-mfa-user status >"$work/me.log" 2>&1 &&
+    die "pam-mfa-user as uid $stranger (no account) succeeded"
+grep -q "not known to this host" "$work/me.log" ||
+    die "pam-mfa-user as uid $stranger: $(cat "$work/me.log")"
+expect_audit "service=pam-mfa-user user=- rhost=- mode=unknown rule=- outcome=error reason=\"helper refused: uid $stranger: no account has this uid\""
+ok "as uid $stranger (no account): pam-mfa-user refused, with an audit line"
 
 printf '%s\n' "$password" | as "$plain_user" \
     pamtester "$service" "$plain_user" authenticate >"$work/plain.log" 2>&1 ||
