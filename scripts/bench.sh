@@ -40,6 +40,7 @@ usage: scripts/bench.sh [--quick] [--no-install] [--no-build] [--no-micro] [--no
 USAGE
 }
 
+arguments="$*"
 quick=0
 install=1
 build=1
@@ -250,7 +251,7 @@ cc -O2 -Wall -Wextra -o "$work/pam_bench" benches/pam_bench.c -lpam -lcrypto -ld
 {
     echo "date:        $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "commit:      $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ modified)')"
-    echo "command:     scripts/bench.sh$([ "$quick" -eq 1 ] && echo ' --quick')"
+    echo "command:     scripts/bench.sh${arguments:+ $arguments}"
     echo "cpu:         $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
     echo "memory:      $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
     echo "kernel:      $(uname -sr)"
