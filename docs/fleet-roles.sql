@@ -6,6 +6,8 @@
 --   accounts  SELECT                  (the sealed secret and how codes are made)
 --   state     SELECT, UPDATE          (reserve an attempt, accept a step or counter)
 --   recovery  SELECT, UPDATE (used)   (burn a recovery code)
+--   EXECUTE on pam_mfa_self_rotate and pam_mfa_self_recovery (pam-mfa-user's new
+--             secret or recovery codes for an account whose secret the user just proved)
 -- and nothing else: the module's role cannot enroll, remove, insert, delete or read
 -- another schema. Every other change (enroll, remove, unlock, recovery, import, rekey,
 -- migrate) is the admin role's, from the admin host.

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use super::{admit, audit_line, refuse, Caller};
 use crate::audit::Verdict;
 use crate::authenticate::{
-    authenticate, Conversation, Options, Outcome, Proof, Request, Session, Status,
+    authenticate_with, Conversation, Options, Outcome, Proof, Request, Session, Status,
 };
 use crate::clock::{format_local, Clock, SystemClock};
 use crate::otp::verify::{step_offset, verify_totp, Code};
@@ -25,7 +25,8 @@ use crate::policy;
 use crate::qr::{Modules, TerminalQr};
 use crate::recovery;
 use crate::secret::SecretKey;
-use crate::store::{Backends, FileOnly, Record, State, Store};
+use crate::store::postgres::AllBackends;
+use crate::store::{Backends, Record, State, Store, StoreError};
 use crate::username::UserName;
 
 use super::wire::LoginRequest;
@@ -113,12 +114,11 @@ impl Me {
     fn run(&self, action: Action, conv: &mut dyn Conversation) -> Result<Status, String> {
         let options = Options::parse(&self.login.args)?;
         let policy = policy::load(&options.config).map_err(|e| e.to_string())?;
-        if !FileOnly.opens(&policy) {
-            return Err("the policy's store is not one this helper opens".into());
-        }
-        let store = FileOnly.open(&policy).map_err(|e| e.to_string())?;
+        // The store the policy names, a host's files or a fleet's database, as the
+        // helper's logins open it; a database that cannot be reached fails closed here.
+        let store = AllBackends.open(&policy).map_err(unusable)?;
         let user = UserName::parse(&self.name).map_err(|e| e.to_string())?;
-        let Some(record) = store.record(&user).map_err(|e| e.to_string())? else {
+        let Some(record) = store.record(&user).map_err(unusable)? else {
             conv.info("You are not enrolled: you have no secret here. An administrator enrolls you (pam-mfa enroll).")
                 .map_err(|e| e.to_string())?;
             return Ok(match action {
@@ -128,8 +128,8 @@ impl Me {
         };
         match action {
             Action::Status => self.status(store.as_ref(), &user, &record, conv),
-            Action::Rotate => self.rotate(store.as_ref(), &user, conv),
-            Action::Recovery => self.recovery(store.as_ref(), &user, conv),
+            Action::Rotate => self.rotate(store.as_ref(), &user, &record, conv),
+            Action::Recovery => self.recovery(store.as_ref(), &user, &record, conv),
         }
     }
 
@@ -142,12 +142,9 @@ impl Me {
     ) -> Result<Status, String> {
         let state = store
             .peek_state(user)
-            .map_err(|e| e.to_string())?
+            .map_err(unusable)?
             .unwrap_or_default();
-        let left = store
-            .recovery_hashes(user)
-            .map_err(|e| e.to_string())?
-            .len();
+        let left = store.recovery_hashes(user).map_err(unusable)?.len();
         let now = SystemClock.now();
         let last = match state.last_success {
             0 => "never".to_owned(),
@@ -188,7 +185,7 @@ impl Me {
             // Never a remembered session: a change needs a code typed now.
             session: Session::Unset,
         };
-        match authenticate(&request, conv, &SystemClock) {
+        match authenticate_with(&request, conv, &SystemClock, &AllBackends) {
             Outcome::Success(Proof::Code(_)) => Ok(None),
             Outcome::Success(Proof::Recovery { .. }) if recovery_allowed => Ok(None),
             Outcome::Success(Proof::Recovery { .. }) => {
@@ -209,6 +206,7 @@ impl Me {
         &self,
         store: &dyn Store,
         user: &UserName,
+        proven: &Record,
         conv: &mut dyn Conversation,
     ) -> Result<Status, String> {
         conv.info("New recovery codes: first type a current code from your authenticator.")
@@ -217,9 +215,12 @@ impl Me {
             return Ok(status);
         }
         let (codes, hashes) = recovery::generate().map_err(|e| e.to_string())?;
-        store
-            .replace_recovery_hashes(user, &hashes)
-            .map_err(|e| e.to_string())?;
+        if !store
+            .renew_recovery(user, proven, &hashes)
+            .map_err(unusable)?
+        {
+            return Ok(self.changed_meanwhile(conv));
+        }
         self.audit(
             Verdict::Success,
             &format!(
@@ -235,6 +236,7 @@ impl Me {
         &self,
         store: &dyn Store,
         user: &UserName,
+        proven: &Record,
         conv: &mut dyn Conversation,
     ) -> Result<Status, String> {
         conv.info(
@@ -295,15 +297,29 @@ impl Me {
             last_success: now,
             ..State::default()
         };
-        store
-            .enroll(user, &record, state, &hashes, true)
-            .map_err(|e| e.to_string())?;
+        if !store
+            .rotate(user, proven, &record, state, &hashes)
+            .map_err(unusable)?
+        {
+            return Ok(self.changed_meanwhile(conv));
+        }
         self.audit(
             Verdict::Success,
             "self-service: new secret, confirmed with its code; new recovery codes",
         );
         show_codes(conv, &codes);
         Ok(Status::Success)
+    }
+
+    /// The secret proven is no longer the account's (an admin replaced or removed it
+    /// while the user typed): nothing is changed.
+    fn changed_meanwhile(&self, conv: &mut dyn Conversation) -> Status {
+        let _ = conv.error("Your secret was changed or removed by an administrator meanwhile: nothing was changed.");
+        self.audit(
+            Verdict::Deny,
+            "self-service: the secret proven was replaced or removed meanwhile; nothing changed",
+        );
+        Status::Denied
     }
 
     /// One audit line for a change (or a refused one), on the default socket for
@@ -319,6 +335,12 @@ impl Me {
         };
         audit_line(&request, verdict, reason, Path::new(&socket));
     }
+}
+
+/// A store that cannot be used (a fleet's database unreachable, a file store unsafe)
+/// fails the request closed; the error names the store and the cause, never a secret.
+fn unusable(error: StoreError) -> String {
+    format!("Your second factor's store cannot be used: {error}")
 }
 
 fn show_codes(conv: &mut dyn Conversation, codes: &[recovery::RecoveryCode]) {

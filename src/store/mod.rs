@@ -103,6 +103,30 @@ pub trait Store {
     fn replace_recovery_hashes(&self, user: &UserName, hashes: &[String])
         -> Result<(), StoreError>;
 
+    /// Self-service's new secret: replaces the account's record with `record`, as
+    /// [`Store::enroll`] with `replace` does, but only while its secret is still `proven`
+    /// (the one the user just proved), checked and written in one atomic step. False, and
+    /// nothing changed, when the secret was removed or replaced meanwhile. A fleet's host
+    /// role may do this (and [`Store::renew_recovery`]) and no other change of a record.
+    fn rotate(
+        &self,
+        user: &UserName,
+        proven: &Record,
+        record: &Record,
+        state: State,
+        recovery_hashes: &[String],
+    ) -> Result<bool, StoreError>;
+
+    /// Self-service's new recovery codes: replaces the account's recovery-code hashes
+    /// only while its secret is still `proven`, atomically; false (nothing changed) when
+    /// it is not.
+    fn renew_recovery(
+        &self,
+        user: &UserName,
+        proven: &Record,
+        hashes: &[String],
+    ) -> Result<bool, StoreError>;
+
     /// Removes the account's record, state and recovery codes, atomically with respect to
     /// its logins (one in flight ends [`Settled::Revoked`]); false if it had none of them.
     fn remove(&self, user: &UserName) -> Result<bool, StoreError>;

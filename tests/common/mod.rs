@@ -6,6 +6,7 @@
 //! Each test binary uses part of this module only.
 #![allow(dead_code)]
 
+pub mod me;
 pub mod pg;
 
 use std::collections::hash_map::DefaultHasher;

@@ -157,11 +157,31 @@ impl FileStore {
         &self,
         user: &UserName,
         record: &Record,
-        mut state: State,
+        state: State,
         recovery_hashes: &[String],
         replace: bool,
     ) -> Result<(), StoreError> {
         let mut state_file = self.lock_state(user)?;
+        self.enroll_locked(
+            &mut state_file,
+            user,
+            record,
+            state,
+            recovery_hashes,
+            replace,
+        )
+    }
+
+    /// [`FileStore::enroll`] with the account's state lock already held.
+    fn enroll_locked(
+        &self,
+        state_file: &mut StateFile,
+        user: &UserName,
+        record: &Record,
+        mut state: State,
+        recovery_hashes: &[String],
+        replace: bool,
+    ) -> Result<(), StoreError> {
         let old = match state_file.read() {
             Ok(old) => old,
             // A damaged state file: the new enrollment starts it over.
@@ -362,6 +382,37 @@ impl Store for FileStore {
         // Under the state lock, as a login burns a code under it.
         let _held = self.lock_state(user)?;
         self.write_recovery_hashes(user, hashes)
+    }
+
+    fn rotate(
+        &self,
+        user: &UserName,
+        proven: &Record,
+        record: &Record,
+        state: State,
+        recovery_hashes: &[String],
+    ) -> Result<bool, StoreError> {
+        // Under the state lock, which enroll and remove take to change the record.
+        let mut state_file = self.lock_state(user)?;
+        if !FileStore::record(self, user)?.is_some_and(|current| current.same_secret(proven)) {
+            return Ok(false);
+        }
+        self.enroll_locked(&mut state_file, user, record, state, recovery_hashes, true)?;
+        Ok(true)
+    }
+
+    fn renew_recovery(
+        &self,
+        user: &UserName,
+        proven: &Record,
+        hashes: &[String],
+    ) -> Result<bool, StoreError> {
+        let _held = self.lock_state(user)?;
+        if !FileStore::record(self, user)?.is_some_and(|current| current.same_secret(proven)) {
+            return Ok(false);
+        }
+        self.write_recovery_hashes(user, hashes)?;
+        Ok(true)
     }
 
     fn remove(&self, user: &UserName) -> Result<bool, StoreError> {

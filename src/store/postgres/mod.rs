@@ -150,6 +150,24 @@ impl PgStore {
         })
     }
 
+    /// The nonce of the account's sealed secret when that secret is `proven`'s: what
+    /// a self-service change names to be refused if the secret changed meanwhile.
+    async fn proven_nonce(
+        &self,
+        client: &Client,
+        name: &str,
+        proven: &Record,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = client
+            .query_opt(SELECT_ACCOUNT, &[&name])
+            .await
+            .map_err(failed("accounts"))?;
+        match row {
+            Some(row) if self.record_of(&row)?.same_secret(proven) => Ok(Some(row.get("nonce"))),
+            _ => Ok(None),
+        }
+    }
+
     fn record_of(&self, row: &Row) -> Result<Record, StoreError> {
         let user = user_of(row)?;
         let kind = kind_of(row)?;
@@ -319,6 +337,74 @@ impl Store for PgStore {
             let transaction = client.transaction().await.map_err(failed("recovery"))?;
             write_hashes(&transaction, user.as_str(), hashes).await?;
             transaction.commit().await.map_err(failed("recovery"))
+        })
+    }
+
+    fn rotate(
+        &self,
+        user: &UserName,
+        proven: &Record,
+        record: &Record,
+        state: State,
+        recovery_hashes: &[String],
+    ) -> Result<bool, StoreError> {
+        let sealed = self.key.seal(user, record.kind, record.secret.as_bytes())?;
+        let last_step = state.last_step.map(big).transpose()?;
+        let last_success = big(state.last_success)?;
+        self.run(|client| async move {
+            let name = user.as_str();
+            let Some(nonce) = self.proven_nonce(&client, name, proven).await? else {
+                return Ok(false);
+            };
+            // The function checks the nonce again under the row's lock: one atomic step.
+            let row = client
+                .query_one(
+                    "SELECT pam_mfa_self_rotate($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                         $11, $12, $13, $14, $15, $16)",
+                    &[
+                        &name,
+                        &nonce,
+                        &record.kind.name(),
+                        &record.algorithm.name(),
+                        &i16::from(record.digits.get()),
+                        &int(record.period)?,
+                        &int(record.window)?,
+                        &record.serial.as_ref().map(TokenLabel::as_str),
+                        &record.manufacturer.as_ref().map(TokenLabel::as_str),
+                        &sealed.key_id,
+                        &sealed.nonce,
+                        &sealed.ciphertext,
+                        &last_step,
+                        &state.clock_offset,
+                        &last_success,
+                        &recovery_hashes,
+                    ],
+                )
+                .await
+                .map_err(failed("self-service"))?;
+            Ok(row.get::<_, bool>(0))
+        })
+    }
+
+    fn renew_recovery(
+        &self,
+        user: &UserName,
+        proven: &Record,
+        hashes: &[String],
+    ) -> Result<bool, StoreError> {
+        self.run(|client| async move {
+            let name = user.as_str();
+            let Some(nonce) = self.proven_nonce(&client, name, proven).await? else {
+                return Ok(false);
+            };
+            let row = client
+                .query_one(
+                    "SELECT pam_mfa_self_recovery($1, $2, $3)",
+                    &[&name, &nonce, &hashes],
+                )
+                .await
+                .map_err(failed("self-service"))?;
+            Ok(row.get::<_, bool>(0))
         })
     }
 

@@ -57,6 +57,55 @@ CREATE TABLE IF NOT EXISTS recovery (
     used    boolean NOT NULL DEFAULT false,
     PRIMARY KEY (account, hash)
 );
+-- Self-service (pam-mfa-user through a host's helper): the host role may replace the
+-- secret or the recovery codes of an account that has one, and only while its secret is
+-- still the one the user proved (its nonce), nothing else: no new account, no removal.
+-- Owned by the admin role, run with its rights; tables found only in its schemas.
+CREATE OR REPLACE FUNCTION pam_mfa_self_rotate(
+    p_account text, p_proven_nonce bytea, p_kind text, p_algorithm text,
+    p_digits smallint, p_period integer, p_window integer, p_serial text,
+    p_manufacturer text, p_key_id text, p_nonce bytea, p_sealed bytea, p_last_step bigint,
+    p_clock_offset integer, p_last_success bigint, p_hashes text[]) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = \"$user\", public, pg_temp AS $f$
+BEGIN
+    UPDATE accounts SET kind = p_kind, algorithm = p_algorithm, digits = p_digits,
+        period = p_period, code_window = p_window, serial = p_serial,
+        manufacturer = p_manufacturer,
+        key_id = p_key_id, nonce = p_nonce, sealed = p_sealed, enrolled_at = now()
+    WHERE account = p_account AND nonce = p_proven_nonce;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- A new ledger, but a TOTP step never goes back.
+    INSERT INTO state (account, last_step, clock_offset, last_success)
+    VALUES (p_account, p_last_step, p_clock_offset, p_last_success)
+    ON CONFLICT (account) DO UPDATE SET
+        last_step = GREATEST(state.last_step, p_last_step), next_counter = 0,
+        failures = 0, failure_window_start = 0, locked_until = 0,
+        last_success = p_last_success, verified_session = NULL, verified_at = 0,
+        combined_failures = 0, combined_window_start = 0, clock_offset = p_clock_offset;
+    DELETE FROM recovery WHERE account = p_account;
+    INSERT INTO recovery (account, hash)
+    SELECT p_account, h FROM unnest(p_hashes) AS h ON CONFLICT DO NOTHING;
+    RETURN true;
+END $f$;
+CREATE OR REPLACE FUNCTION pam_mfa_self_recovery(
+    p_account text, p_proven_nonce bytea, p_hashes text[]) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = \"$user\", public, pg_temp AS $f$
+BEGIN
+    PERFORM 1 FROM accounts WHERE account = p_account AND nonce = p_proven_nonce
+        FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM recovery WHERE account = p_account;
+    INSERT INTO recovery (account, hash)
+    SELECT p_account, h FROM unnest(p_hashes) AS h ON CONFLICT DO NOTHING;
+    RETURN true;
+END $f$;
+REVOKE ALL ON FUNCTION pam_mfa_self_rotate(text, bytea, text, text, smallint, integer,
+    integer, text, text, text, bytea, bytea, bigint, integer, bigint, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pam_mfa_self_recovery(text, bytea, text[]) FROM PUBLIC;
 ";
 
 /// Creates or upgrades the schema and grants `module_role` what a login needs, in one
@@ -104,7 +153,11 @@ pub async fn init(client: &mut Client, module_role: &str) -> Result<Option<i32>,
     let grants = format!(
         "GRANT SELECT ON pam_mfa_schema, accounts TO {role};
          GRANT SELECT, INSERT, UPDATE ON state TO {role};
-         GRANT SELECT, UPDATE (used) ON recovery TO {role};"
+         GRANT SELECT, UPDATE (used) ON recovery TO {role};
+         GRANT EXECUTE ON FUNCTION pam_mfa_self_rotate(text, bytea, text, text, smallint,
+             integer, integer, text, text, text, bytea, bytea, bigint, integer, bigint,
+             text[]) TO {role};
+         GRANT EXECUTE ON FUNCTION pam_mfa_self_recovery(text, bytea, text[]) TO {role};"
     );
     transaction.batch_execute(&grants).await.map_err(failed)?;
     transaction.commit().await.map_err(failed)?;
