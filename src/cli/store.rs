@@ -11,8 +11,8 @@ use clap::{Args, Subcommand};
 
 use super::account::open_or_create_store;
 use super::{fleet, CliError, ConfigArg};
-use crate::policy;
-use crate::store::{FileStore, State, Store, StoreError};
+use crate::policy::{self, Backend, Policy};
+use crate::store::{FileStore, Incoming, Merged, State, Store, StoreError};
 use crate::username::UserName;
 
 #[derive(Subcommand, Debug)]
@@ -49,22 +49,6 @@ pub fn run(command: &StoreCommand) -> Result<(), CliError> {
     }
 }
 
-/// What became of one account of a source.
-#[derive(Debug, PartialEq, Eq)]
-enum Migrated {
-    /// New in the store, with this many recovery codes.
-    Added { codes: usize },
-    /// Already there with the same secret: its ledger moved forward or codes used on the
-    /// source host were burned.
-    Merged { burned: usize, not_carried: usize },
-    /// Already there with the same secret, nothing to change.
-    Unchanged { not_carried: usize },
-    /// Already there with another secret: left as it is.
-    Conflict,
-    /// The source's record went away while it was read.
-    Gone,
-}
-
 /// Every count of a run, for its one summary.
 #[derive(Default)]
 struct Tally {
@@ -88,34 +72,35 @@ fn migrate(args: &MigrateArgs) -> Result<(), CliError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let target = open_or_create_store(&policy)?;
+    let target_name = describe(&policy);
     let mut tally = Tally::default();
     for (dir, source) in &sources {
         let dir = dir.display();
         for user in source.enrolled_users()? {
             match merge_account(source, &*target, &user) {
-                Ok(Migrated::Added { codes }) => {
+                Ok(Some(Merged::Added { codes })) => {
                     tally.added += 1;
                     println!("{user}: added from {dir} ({codes} recovery codes)");
                 }
-                Ok(Migrated::Merged {
+                Ok(Some(Merged::Merged {
                     burned,
                     not_carried,
-                }) => {
+                })) => {
                     tally.merged += 1;
                     println!(
                         "{user}: merged from {dir} (ledger moved forward; {burned} recovery codes used there burned{})",
                         not_carried_note(not_carried)
                     );
                 }
-                Ok(Migrated::Unchanged { not_carried }) => {
+                Ok(Some(Merged::Unchanged { not_carried })) => {
                     tally.unchanged += 1;
                     println!("{user}: unchanged{}", not_carried_note(not_carried));
                 }
-                Ok(Migrated::Gone) => {}
-                Ok(Migrated::Conflict) => {
+                Ok(None) => {}
+                Ok(Some(Merged::Conflict)) => {
                     tally.refused += 1;
                     eprintln!(
-                        "pam-mfa: {user}: refused: the secret in {dir} differs from the one in the store; the store's is kept (re-enroll {user}, or remove one of them)"
+                        "pam-mfa: {user}: refused: the secret in {dir} differs from the one in {target_name}; the store's is kept (re-enroll {user}, or remove one of them)"
                     );
                 }
                 Err(e) => {
@@ -146,21 +131,19 @@ fn not_carried_note(not_carried: usize) -> String {
     }
 }
 
-/// Brings one account of `source` into `target`. A new account comes with its secret, its
-/// ledger (last step, counter) and its unused recovery codes; failure counts and locks
-/// are the host's own and stay behind. An account the store has with the same secret
-/// keeps the higher step and counter, and loses every recovery code burned on the source
-/// host; its code set is otherwise the store's (adding a host's codes back could revive
-/// one used in the store). Another secret is a conflict, and nothing is changed.
+/// Brings one account of `source` into `target`, through the store's one atomic merge
+/// ([`Store::merge`]), so that a login on any host while this runs is never undone. None
+/// when the source's record went away while it was read.
 fn merge_account(
     source: &FileStore,
     target: &dyn Store,
     user: &UserName,
-) -> Result<Migrated, StoreError> {
+) -> Result<Option<Merged>, StoreError> {
     let Some(record) = source.record(user)? else {
-        return Ok(Migrated::Gone);
+        return Ok(None);
     };
     let state = source.peek_state(user)?.unwrap_or_default();
+    // Failure counts and locks are the host's own and stay behind.
     let ledger = State {
         last_step: state.last_step,
         next_counter: state.next_counter,
@@ -169,42 +152,20 @@ fn merge_account(
         ..State::default()
     };
     let unused = source.recovery_hashes(user)?;
-    let Some(existing) = target.record(user)? else {
-        target.enroll(user, &record, ledger, &unused, false)?;
-        return Ok(Migrated::Added {
-            codes: unused.len(),
-        });
-    };
-    if !existing.same_secret(&record) {
-        return Ok(Migrated::Conflict);
-    }
-    let current = target.peek_state(user)?.unwrap_or_default();
-    let merged = State {
-        last_step: current.last_step.max(ledger.last_step),
-        next_counter: current.next_counter.max(ledger.next_counter),
-        clock_offset: if ledger.last_step > current.last_step {
-            ledger.clock_offset
-        } else {
-            current.clock_offset
-        },
-        last_success: current.last_success.max(ledger.last_success),
-        ..current
-    };
     let burned = source.burned_recovery_hashes(user)?;
-    let hashes = target.recovery_hashes(user)?;
-    let kept: Vec<String> = hashes
-        .iter()
-        .filter(|hash| !burned.contains(hash))
-        .cloned()
-        .collect();
-    let not_carried = unused.iter().filter(|hash| !hashes.contains(hash)).count();
-    if merged == current && kept.len() == hashes.len() {
-        return Ok(Migrated::Unchanged { not_carried });
+    let incoming = Incoming {
+        record: &record,
+        ledger: &ledger,
+        unused: &unused,
+        burned: &burned,
+    };
+    target.merge(user, &incoming).map(Some)
+}
+
+/// The store the policy names, for a message: its directory, or the fleet's database.
+fn describe(policy: &Policy) -> String {
+    match &policy.store {
+        Backend::File => format!("the store {}", policy.store_dir.display()),
+        Backend::Postgresql(store) => format!("the fleet store ({})", store.connection),
     }
-    // The record is the store's own, written again as it was.
-    target.enroll(user, &existing, merged, &kept, true)?;
-    Ok(Migrated::Merged {
-        burned: hashes.len() - kept.len(),
-        not_carried,
-    })
 }

@@ -127,6 +127,15 @@ pub trait Store {
         hashes: &[String],
     ) -> Result<bool, StoreError>;
 
+    /// Brings one account of another store in (`pam-mfa store migrate`), in one atomic
+    /// step with respect to its logins on every host: a new account comes with the
+    /// incoming record, ledger and unused recovery codes; one with the same secret keeps
+    /// the higher TOTP step and HOTP counter ([`merge_ledger`]), its own failures and
+    /// lock, and its own recovery codes less those burned in the other store (a code used
+    /// anywhere stays used; none is added back); another secret is a
+    /// [`Merged::Conflict`] and nothing changes.
+    fn merge(&self, user: &UserName, incoming: &Incoming<'_>) -> Result<Merged, StoreError>;
+
     /// Removes the account's record, state and recovery codes, atomically with respect to
     /// its logins (one in flight ends [`Settled::Revoked`]); false if it had none of them.
     fn remove(&self, user: &UserName) -> Result<bool, StoreError>;
@@ -166,6 +175,49 @@ pub trait Store {
 
 /// An enrolled account's record, and a login begun on it.
 pub type Begun<'s> = (Record, Box<dyn Attempt + 's>);
+
+/// One account of another store (a host's files), for [`Store::merge`].
+pub struct Incoming<'a> {
+    pub record: &'a Record,
+    /// Its ledger (last step, next counter, clock offset, last success); failure counts
+    /// and locks are the other host's and stay behind.
+    pub ledger: &'a State,
+    /// Its unused recovery-code hashes: carried into a new account only.
+    pub unused: &'a [String],
+    /// Its burned recovery-code hashes: burned here too.
+    pub burned: &'a [String],
+}
+
+/// What [`Store::merge`] did.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merged {
+    /// New here, with this many recovery codes.
+    Added { codes: usize },
+    /// Same secret: the ledger moved forward, or codes burned there were burned here.
+    Merged { burned: usize, not_carried: usize },
+    /// Same secret, nothing to change.
+    Unchanged { not_carried: usize },
+    /// Another secret here: left as it is.
+    Conflict,
+}
+
+/// The ledger of an account after a merge: `current` with the higher TOTP step (and its
+/// clock offset), HOTP counter and last success of the two; its failure counts, lock and
+/// remembered session are its own.
+pub fn merge_ledger(current: &State, incoming: &State) -> State {
+    State {
+        last_step: current.last_step.max(incoming.last_step),
+        next_counter: current.next_counter.max(incoming.next_counter),
+        clock_offset: if incoming.last_step > current.last_step {
+            incoming.clock_offset
+        } else {
+            current.clock_offset
+        },
+        last_success: current.last_success.max(incoming.last_success),
+        ..*current
+    }
+}
 
 /// A login between [`Store::begin`] and its one decision.
 pub trait Attempt {

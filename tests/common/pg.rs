@@ -141,6 +141,26 @@ impl Cluster {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// An interactive psql as the superuser, its input and output piped (unaligned, tuples
+    /// only): for a transaction that a test holds open while something else runs.
+    pub fn session(&self, database: &str) -> std::process::Child {
+        as_owner(&format!("{}/psql", self.var("PAM_MFA_PG_BIN")))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.var("PAM_MFA_PG_SOCKET"))
+            .args([
+                "-p",
+                self.var("PAM_MFA_PG_PORT"),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run psql")
+    }
+
     /// pg_dump of a database as the superuser: everything in it, as text.
     pub fn dump(&self, database: &str) -> String {
         let mut command = as_owner(&format!("{}/pg_dump", self.var("PAM_MFA_PG_BIN")));

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 pub use state::{ParkedState, StateFile};
 
 use super::{
-    Attempt, Current, Kind, Lockout, Record, Settled, State, Store, StoreError, Used, Verdict,
+    merge_ledger, Attempt, Current, Incoming, Kind, Lockout, Merged, Record, Settled, State, Store,
+    StoreError, Used, Verdict,
 };
 use crate::clock::Clock;
 use crate::otp::totp::time_step;
@@ -415,6 +416,51 @@ impl Store for FileStore {
         Ok(true)
     }
 
+    fn merge(&self, user: &UserName, incoming: &Incoming<'_>) -> Result<Merged, StoreError> {
+        // Under the state lock, which logins hold for their decision and enroll and
+        // remove for a change of the record: read, merge and write as one step.
+        let mut state_file = self.lock_state(user)?;
+        let Some(existing) = FileStore::record(self, user)? else {
+            let ledger = *incoming.ledger;
+            self.enroll_locked(
+                &mut state_file,
+                user,
+                incoming.record,
+                ledger,
+                incoming.unused,
+                false,
+            )?;
+            return Ok(Merged::Added {
+                codes: incoming.unused.len(),
+            });
+        };
+        if !existing.same_secret(incoming.record) {
+            return Ok(Merged::Conflict);
+        }
+        let current = state_file.read()?;
+        let merged = merge_ledger(&current, incoming.ledger);
+        let hashes = FileStore::recovery_hashes(self, user)?;
+        let kept: Vec<String> = hashes
+            .iter()
+            .filter(|hash| !incoming.burned.contains(hash))
+            .cloned()
+            .collect();
+        let not_carried = not_carried(incoming.unused, &hashes);
+        if merged == current && kept.len() == hashes.len() {
+            return Ok(Merged::Unchanged { not_carried });
+        }
+        if merged != current {
+            state_file.write(&merged)?;
+        }
+        if kept.len() != hashes.len() {
+            self.write_recovery_hashes(user, &kept)?;
+        }
+        Ok(Merged::Merged {
+            burned: hashes.len() - kept.len(),
+            not_carried,
+        })
+    }
+
     fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
         FileStore::remove(self, user)
     }
@@ -564,6 +610,11 @@ impl Attempt for FileAttempt<'_> {
 /// 2^22, and RANDOM is 12 hex digits). `UserName` keeps names short enough for it.
 pub const NAME_OVERHEAD: usize =
     ".".len() + ".recovery".len() + ".4194304".len() + ".0123456789ab".len() + ".tmp".len();
+
+/// How many of another store's unused recovery codes this account's set lacks.
+pub(crate) fn not_carried(unused: &[String], here: &[String]) -> usize {
+    unused.iter().filter(|hash| !here.contains(hash)).count()
+}
 
 fn record_name(user: &UserName) -> String {
     format!("{user}.toml")

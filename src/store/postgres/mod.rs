@@ -24,10 +24,11 @@ use crate::clock::Clock;
 use crate::otp::{Algorithm, Digits};
 use crate::policy::{Backend, Policy};
 use crate::secret::SecretKey;
+use crate::store::file::not_carried;
 use crate::store::record::TokenLabel;
 use crate::store::{
-    Attempt, Backends, Begun, Current, FailureCount, FileOnly, Kind, Lockout, Record, Settled,
-    State, Store, StoreError, Used, Verdict,
+    merge_ledger, Attempt, Backends, Begun, Current, FailureCount, FileOnly, Incoming, Kind,
+    Lockout, Merged, Record, Settled, State, Store, StoreError, Used, Verdict,
 };
 use crate::username::UserName;
 
@@ -297,31 +298,7 @@ impl Store for PgStore {
             if record.kind == Kind::Hotp && same_secret {
                 state.next_counter = state.next_counter.max(old.next_counter);
             }
-            transaction
-                .execute(
-                    "INSERT INTO accounts (account, kind, algorithm, digits, period, code_window,
-                         serial, manufacturer, key_id, nonce, sealed)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                     ON CONFLICT (account) DO UPDATE SET kind = $2, algorithm = $3,
-                         digits = $4, period = $5, code_window = $6, serial = $7,
-                         manufacturer = $8, key_id = $9, nonce = $10, sealed = $11,
-                         enrolled_at = now()",
-                    &[
-                        &name,
-                        &record.kind.name(),
-                        &record.algorithm.name(),
-                        &i16::from(record.digits.get()),
-                        &int(record.period)?,
-                        &int(record.window)?,
-                        &record.serial.as_ref().map(TokenLabel::as_str),
-                        &record.manufacturer.as_ref().map(TokenLabel::as_str),
-                        &sealed.key_id,
-                        &sealed.nonce,
-                        &sealed.ciphertext,
-                    ],
-                )
-                .await
-                .map_err(failed("enroll"))?;
+            write_account(&transaction, name, record, &sealed, true, "enroll").await?;
             write_state(&transaction, name, &state).await?;
             write_hashes(&transaction, name, recovery_hashes).await?;
             transaction.commit().await.map_err(failed("enroll"))
@@ -405,6 +382,101 @@ impl Store for PgStore {
                 .await
                 .map_err(failed("self-service"))?;
             Ok(row.get::<_, bool>(0))
+        })
+    }
+
+    fn merge(&self, user: &UserName, incoming: &Incoming<'_>) -> Result<Merged, StoreError> {
+        let sealed = self.key.seal(
+            user,
+            incoming.record.kind,
+            incoming.record.secret.as_bytes(),
+        )?;
+        self.run(|mut client| async move {
+            let name = user.as_str();
+            let transaction = client.transaction().await.map_err(failed("migrate"))?;
+            // The account's row locked first, then its state row: enroll, remove and the
+            // self-service functions wait for this transaction, and so do the logins'
+            // UPDATEs of the state, which then see the merged row.
+            let row = transaction
+                .query_opt(&format!("{SELECT_ACCOUNT} FOR UPDATE"), &[&name])
+                .await
+                .map_err(failed("migrate"))?;
+            let Some(row) = row else {
+                if write_account(
+                    &transaction,
+                    name,
+                    incoming.record,
+                    &sealed,
+                    false,
+                    "migrate",
+                )
+                .await?
+                    == 0
+                {
+                    return Err(StoreError::Database {
+                        what: "migrate",
+                        message: format!("{name} was enrolled meanwhile; run the migrate again"),
+                    });
+                }
+                write_state(&transaction, name, incoming.ledger).await?;
+                write_hashes(&transaction, name, incoming.unused).await?;
+                transaction.commit().await.map_err(failed("migrate"))?;
+                return Ok(Merged::Added {
+                    codes: incoming.unused.len(),
+                });
+            };
+            if !self.record_of(&row)?.same_secret(incoming.record) {
+                return Ok(Merged::Conflict);
+            }
+            // A state row may be missing (an admin's enrollment writes one; be sure).
+            transaction
+                .execute(
+                    "INSERT INTO state (account) VALUES ($1) ON CONFLICT (account) DO NOTHING",
+                    &[&name],
+                )
+                .await
+                .map_err(failed("migrate"))?;
+            let current = read_state_for_update(&transaction, name)
+                .await?
+                .unwrap_or_default();
+            let merged = merge_ledger(&current, incoming.ledger);
+            let not_carried =
+                not_carried(incoming.unused, &unused_hashes(&transaction, name).await?);
+            // Only ever from unused to used: a code burned on any host, or by a login
+            // here, stays burned.
+            let burned = transaction
+                .execute(
+                    "UPDATE recovery SET used = true
+                     WHERE account = $1 AND NOT used AND hash = ANY($2)",
+                    &[&name, &incoming.burned],
+                )
+                .await
+                .map_err(failed("migrate"))?;
+            if merged != current {
+                transaction
+                    .execute(
+                        "UPDATE state SET last_step = $2, next_counter = $3, clock_offset = $4,
+                             last_success = $5
+                         WHERE account = $1",
+                        &[
+                            &name,
+                            &merged.last_step.map(big).transpose()?,
+                            &big(merged.next_counter)?,
+                            &merged.clock_offset,
+                            &big(merged.last_success)?,
+                        ],
+                    )
+                    .await
+                    .map_err(failed("migrate"))?;
+            }
+            transaction.commit().await.map_err(failed("migrate"))?;
+            if merged == current && burned == 0 {
+                return Ok(Merged::Unchanged { not_carried });
+            }
+            Ok(Merged::Merged {
+                burned: burned as usize,
+                not_carried,
+            })
         })
     }
 
@@ -807,6 +879,50 @@ async fn accept(
     }
     .map_err(failed("state"))?;
     Ok(changed == 1)
+}
+
+/// Writes the account's row: replacing an existing one when `replace`, else leaving it
+/// as it is. The number of rows written (0: there was one, and `replace` was false).
+/// `what` names the operation in an error.
+async fn write_account(
+    client: &impl GenericClient,
+    name: &str,
+    record: &Record,
+    sealed: &Sealed,
+    replace: bool,
+    what: &'static str,
+) -> Result<u64, StoreError> {
+    let on_conflict = if replace {
+        "DO UPDATE SET kind = $2, algorithm = $3, digits = $4, period = $5, code_window = $6,
+             serial = $7, manufacturer = $8, key_id = $9, nonce = $10, sealed = $11,
+             enrolled_at = now()"
+    } else {
+        "DO NOTHING"
+    };
+    client
+        .execute(
+            &format!(
+                "INSERT INTO accounts (account, kind, algorithm, digits, period, code_window,
+                     serial, manufacturer, key_id, nonce, sealed)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (account) {on_conflict}"
+            ),
+            &[
+                &name,
+                &record.kind.name(),
+                &record.algorithm.name(),
+                &i16::from(record.digits.get()),
+                &int(record.period)?,
+                &int(record.window)?,
+                &record.serial.as_ref().map(TokenLabel::as_str),
+                &record.manufacturer.as_ref().map(TokenLabel::as_str),
+                &sealed.key_id,
+                &sealed.nonce,
+                &sealed.ciphertext,
+            ],
+        )
+        .await
+        .map_err(failed(what))
 }
 
 async fn ensure_state_row(client: &Client, name: &str) -> Result<(), StoreError> {
