@@ -373,11 +373,35 @@ fn store_init_creates_the_schema_once_and_upgrades_idempotently() {
     assert!(run.stdout.contains("schema created"), "{run:?}");
     let run = admin.pam_mfa(&["store", "init"]).run();
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert!(run.stdout.contains("schema was version 1, is 1"), "{run:?}");
+    assert!(run.stdout.contains("schema was version 2, is 2"), "{run:?}");
     assert_eq!(
         pg.psql(&db.name, "SELECT version FROM pam_mfa_schema")
             .trim(),
-        "1"
+        "2"
+    );
+    // A store of version 1 (no self-service functions) is refused until upgraded.
+    pg.psql(
+        &db.name,
+        "UPDATE pam_mfa_schema SET version = 1; \
+         DROP FUNCTION pam_mfa_self_rotate; DROP FUNCTION pam_mfa_self_recovery",
+    );
+    let run = admin.pam_mfa(&["status", "daemon"]).run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("schema version 1, this pam-mfa reads 2"),
+        "{run:?}"
+    );
+    let run = admin.pam_mfa(&["store", "init"]).run();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("schema was version 1, is 2"), "{run:?}");
+    assert_eq!(
+        pg.psql(
+            &db.name,
+            "SELECT count(*) FROM pg_proc WHERE proname LIKE 'pam_mfa_self_%'"
+        )
+        .trim(),
+        "2"
     );
     // The module's role got a login's rights and no more.
     let grants = pg.psql(

@@ -8,10 +8,12 @@ use tokio_postgres::Client;
 use super::connect::describe;
 use crate::store::StoreError;
 
-/// The schema this build reads and writes.
-pub const VERSION: i32 = 1;
+/// The schema this build reads and writes. Version 2 added the self-service functions
+/// (pam_mfa_self_rotate, pam_mfa_self_recovery): a host refuses a version 1 store until
+/// `store init` upgrades it.
+pub const VERSION: i32 = 2;
 
-/// Version 1, every statement safe to run again.
+/// Version 2, every statement safe to run again (on nothing, or on version 1).
 const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS pam_mfa_schema (
     version integer NOT NULL
