@@ -14,7 +14,8 @@
 # (tests/conversation.rs runs the module's conversation paths under memcheck), libfaketime
 # (tests/hardening.rs runs a login under a clock a day ahead with libfaketime), postgresql
 # and openssl (tests/pg/start.sh runs a private PostgreSQL with TLS and certificates it
-# makes, for the fleet store's tests; no system service is used).
+# makes, for the fleet store's tests; no system service is used), and strace
+# (tests/cli.rs checks that a secret on standard input is read a byte at a time).
 #
 # Outside CI, apt is skipped when every package is already installed; with CI=true it
 # always runs `apt-get update` and `apt-get install`, so a fresh machine is set up the same
@@ -42,6 +43,7 @@ packages=(
     libfaketime
     postgresql
     openssl
+    strace
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

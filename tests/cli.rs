@@ -4,7 +4,9 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::{Command, Stdio};
 
 use common::{sandbox, uri_secret, Finished, Pam, Sandbox, Totp, OTHER_SECRET, SECRET};
 
@@ -143,6 +145,50 @@ fn secret_on_stdin_may_be_lowercase_and_spaced() {
         .answer(&Totp::new(SECRET).code())
         .run()
         .expect(Pam::Success);
+}
+
+/// A secret typed or piped in is read one byte at a time into the command's own zeroizing
+/// buffer: no read hands the kernel a buffer that then holds it whole (std's stdin buffer
+/// would keep that copy until the process ends).
+#[test]
+fn a_secret_on_stdin_never_sits_whole_in_a_read_buffer() {
+    let sb = office();
+    let trace = sb.path("read.strace");
+    let inner = sb
+        .pam_mfa(&["enroll", "alice", "--secret-stdin", "--no-confirm"])
+        .command();
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-qq", "-e", "trace=read", "-s", "4096", "-o"])
+        .arg(&trace)
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (name, value) in inner.get_envs() {
+        if let Some(value) = value {
+            command.env(name, value);
+        }
+    }
+    let mut child = command
+        .spawn()
+        .expect("run strace (scripts/deps.sh installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{SECRET}\n").as_bytes()).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let reads = fs::read_to_string(&trace).unwrap();
+    assert!(reads.contains("read("), "{reads}");
+    // A byte-at-a-time read never shows eight characters of it together.
+    for window in SECRET.as_bytes().windows(8) {
+        let piece = std::str::from_utf8(window).unwrap();
+        assert!(
+            !reads.contains(piece),
+            "a read buffer held {piece:?}: {reads}"
+        );
+    }
+    assert!(sb.record_path("alice").exists());
 }
 
 #[test]

@@ -3,7 +3,9 @@
 
 #![forbid(unsafe_code)]
 
+use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 
 use zeroize::Zeroizing;
 
@@ -12,11 +14,17 @@ use super::CliError;
 /// Longest line accepted.
 const MAX_LINE: usize = 1024;
 
-/// Reads one line from standard input, without its line ending. Reads byte by byte so
-/// the next line stays in the pipe for the next question.
+/// Reads one line from standard input, without its line ending. Reads byte by byte, from
+/// a duplicate of descriptor 0 rather than through `io::stdin()`, whose 8 KiB buffer would
+/// keep a copy of whatever arrived (the rest of a piped secret, the next answers) until the
+/// process ends; the next line stays in the pipe for the next question.
 pub fn read_line(what: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
     let mut line = Zeroizing::new(Vec::with_capacity(MAX_LINE));
-    let mut stdin = io::stdin().lock();
+    let mut stdin = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+        .map_err(|e| CliError::new(format!("cannot read the {what}: {e}")))?;
     let mut byte = [0u8; 1];
     loop {
         match stdin.read(&mut byte) {
