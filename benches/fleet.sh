@@ -62,6 +62,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 "$repo_root/tests/pg/start.sh" "$work/pg" --owner-pid $$ --durable >&2
 # shellcheck disable=SC1091 # written by tests/pg/start.sh
 . "$work/pg/env"
