@@ -429,13 +429,7 @@ impl Store for PgStore {
                 return Ok(Merged::Conflict);
             }
             // A state row may be missing (an admin's enrollment writes one; be sure).
-            transaction
-                .execute(
-                    "INSERT INTO state (account) VALUES ($1) ON CONFLICT (account) DO NOTHING",
-                    &[&name],
-                )
-                .await
-                .map_err(failed("migrate"))?;
+            ensure_state_row(&transaction, name).await?;
             let current = read_state_for_update(&transaction, name)
                 .await?
                 .unwrap_or_default();
@@ -925,7 +919,7 @@ async fn write_account(
         .map_err(failed(what))
 }
 
-async fn ensure_state_row(client: &Client, name: &str) -> Result<(), StoreError> {
+async fn ensure_state_row(client: &impl GenericClient, name: &str) -> Result<(), StoreError> {
     client
         .execute(
             "INSERT INTO state (account) VALUES ($1) ON CONFLICT (account) DO NOTHING",
