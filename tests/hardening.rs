@@ -2,12 +2,12 @@
 //! oathtool): what an attack review found, each with the behaviour that closes it.
 
 mod common;
+mod smallfs;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{
@@ -219,46 +219,13 @@ fn a_secret_removed_or_replaced_during_the_prompt_lets_no_login_through() {
 
 // --- 9. recovery codes on a full disk --------------------------------------------------------
 
-/// Mounts a small tmpfs on `dir`; None when this process may not mount (not root).
-fn tmpfs(dir: &Path, size: &str) -> Option<Unmount> {
-    fs::create_dir_all(dir).unwrap();
-    let status = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size},mode=0700"),
-            "tmpfs",
-        ])
-        .arg(dir)
-        .status()
-        .ok()?;
-    status.success().then(|| Unmount(dir.to_owned()))
-}
-
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// Fills the filesystem of `path` until a write fails (ENOSPC).
-fn fill(path: &Path) {
-    let mut file = fs::File::create(path).unwrap();
-    let block = vec![0xA5u8; 4096];
-    while file.write_all(&block).is_ok() {}
-    let _ = file.sync_all();
-}
-
 /// Recovery codes are the documented way back in, root's included, when the disk is full:
 /// burning one needs no new space.
 #[test]
 fn a_recovery_code_works_on_a_full_disk_and_only_once() {
     let sb = sandbox().user("alice", 1000);
     let mount = sb.path("tmpfs");
-    let Some(_unmount) = tmpfs(&mount, "256k") else {
+    let Some(unmount) = smallfs::mount(&mount, "256k") else {
         eprintln!("skipped: mounting a tmpfs needs root");
         assert!(
             std::env::var_os("CI").is_none(),
@@ -273,6 +240,8 @@ fn a_recovery_code_works_on_a_full_disk_and_only_once() {
         "store_dir = \"{}\"\ndefault_mode = \"required\"\n",
         store.display()
     ));
+    // Declared after the sandbox, so dropped first: its directory can then be removed.
+    let _unmount = unmount;
     let enrolled = sb
         .pam_mfa(&[
             "enroll",
@@ -288,7 +257,7 @@ fn a_recovery_code_works_on_a_full_disk_and_only_once() {
     let codes = recovery_codes(&enrolled.stdout);
     assert_eq!(codes.len(), 10, "{enrolled:?}");
 
-    fill(&mount.join("filler"));
+    smallfs::fill(&mount.join("filler"));
     let run = sb.login("alice").answer(&codes[0]).run();
     run.expect(Pam::Success);
     assert_eq!(sb.audit_line().get("reason"), "recovery code used; 9 left");

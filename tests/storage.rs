@@ -4,6 +4,7 @@
 //! target untouched and never hangs.
 
 mod inproc;
+mod smallfs;
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -250,45 +251,11 @@ fn stale_temporary_files_are_ignored() {
     );
 }
 
-/// Mounts a small tmpfs; None (with a message) when this process may not mount.
-fn tmpfs(dir: &Path, size: &str) -> Option<TmpfsGuard> {
-    fs::create_dir_all(dir).unwrap();
-    let status = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size},mode=0700"),
-            "tmpfs",
-        ])
-        .arg(dir)
-        .status()
-        .ok()?;
-    status.success().then(|| TmpfsGuard(dir.to_owned()))
-}
-
-struct TmpfsGuard(PathBuf);
-
-impl Drop for TmpfsGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// Fills a filesystem until writes fail with ENOSPC.
-fn fill(path: &Path) {
-    use std::io::Write;
-    let mut file = fs::File::create(path).unwrap();
-    let block = vec![0xA5u8; 4096];
-    while file.write_all(&block).is_ok() {}
-    let _ = file.sync_all();
-}
-
 #[test]
 fn a_full_disk_never_damages_state_and_the_login_works_once_space_is_back() {
     let place = Place::new("default_mode = \"required\"\n");
     let mount = place.dir.path().join("tmpfs");
-    let Some(_guard) = tmpfs(&mount, "256k") else {
+    let Some(_guard) = smallfs::mount(&mount, "256k") else {
         eprintln!("skipped: mounting a tmpfs needs root");
         assert!(
             std::env::var_os("CI").is_none(),
@@ -316,7 +283,7 @@ fn a_full_disk_never_damages_state_and_the_login_works_once_space_is_back() {
     // 1. The disk fills before the account's first login: its state file cannot be
     //    set up, so the code cannot be marked used, and the login is refused.
     let filler = mount.join("filler");
-    fill(&filler);
+    smallfs::fill(&filler);
     let outcome = login_within(place.request(None), NOW);
     assert_store_error(&outcome, "first login on a full disk");
     let record_before = fingerprint(&record);
@@ -328,7 +295,7 @@ fn a_full_disk_never_damages_state_and_the_login_works_once_space_is_back() {
 
     // 3. The disk fills again: updates write into reserved blocks and still work, and
     //    the state stays exact (the used code is refused, the next one accepted).
-    fill(&filler);
+    smallfs::fill(&filler);
     let state = store.join(format!("{}.state", place.user));
     let outcome = login_within(place.request(None), NOW + 1);
     assert!(
