@@ -12,7 +12,7 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -211,20 +211,10 @@ fn ask_as_nobody(helper: &Path, login: LoginRequest) -> (Vec<String>, Status) {
         .expect("run the helper");
     let mut input = child.stdin.take().unwrap();
     let mut output = child.stdout.take().unwrap();
-    let send = |input: &mut std::process::ChildStdin, message: &ToHelper<'_>| {
-        let body = serde_json::to_vec(message).unwrap();
-        input
-            .write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
-            .unwrap();
-        input.write_all(&body).unwrap();
-    };
     send(&mut input, &ToHelper::Login(login));
     let mut asked = Vec::new();
     let status = loop {
-        let mut prefix = [0u8; 4];
-        std::io::Read::read_exact(&mut output, &mut prefix).expect("a frame from the helper");
-        let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-        std::io::Read::read_exact(&mut output, &mut body).unwrap();
+        let body = receive(&mut output);
         match serde_json::from_slice(&body).unwrap() {
             ToCaller::Finished { status } => break status,
             ToCaller::Delay { .. } => {}
@@ -241,6 +231,37 @@ fn ask_as_nobody(helper: &Path, login: LoginRequest) -> (Vec<String>, Status) {
     drop(input);
     child.wait().unwrap();
     (asked, status)
+}
+
+/// Writes one frame to the helper: its length (4 bytes, big-endian), then its JSON.
+fn send(input: &mut impl Write, message: &ToHelper<'_>) {
+    let body = serde_json::to_vec(message).unwrap();
+    input
+        .write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
+        .unwrap();
+    input.write_all(&body).unwrap();
+}
+
+/// Reads one frame's JSON from the helper.
+fn receive(output: &mut impl Read) -> Vec<u8> {
+    let mut prefix = [0u8; 4];
+    output
+        .read_exact(&mut prefix)
+        .expect("a frame from the helper");
+    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    output.read_exact(&mut body).unwrap();
+    body
+}
+
+/// A login of root under `sb`'s policy and audit socket.
+fn root_login(sb: &Sandbox) -> ToHelper<'static> {
+    ToHelper::Login(login_request(
+        "root",
+        &[
+            format!("config={}", sb.policy_path().display()),
+            format!("log_socket={}", sb.log_socket().display()),
+        ],
+    ))
 }
 
 fn login_request(user: &str, args: &[String]) -> LoginRequest {
@@ -292,18 +313,7 @@ fn a_caller_that_stops_answering_does_not_keep_the_helper() {
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    let body = serde_json::to_vec(&ToHelper::Login(login_request(
-        "root",
-        &[
-            format!("config={}", sb.policy_path().display()),
-            format!("log_socket={}", sb.log_socket().display()),
-        ],
-    )))
-    .unwrap();
-    input
-        .write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
-        .unwrap();
-    input.write_all(&body).unwrap();
+    send(&mut input, &root_login(&sb));
     drop(input);
     let status = child.wait().unwrap();
     assert!(!status.success());
@@ -328,24 +338,10 @@ fn the_helper_leaves_its_callers_working_directory() {
         .expect("run the helper");
     let mut input = child.stdin.take().unwrap();
     let mut output = child.stdout.take().unwrap();
-    let body = serde_json::to_vec(&ToHelper::Login(login_request(
-        "root",
-        &[
-            format!("config={}", sb.policy_path().display()),
-            format!("log_socket={}", sb.log_socket().display()),
-        ],
-    )))
-    .unwrap();
-    input
-        .write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
-        .unwrap();
-    input.write_all(&body).unwrap();
+    send(&mut input, &root_login(&sb));
     // Once it asks for the code it has hardened itself and is waiting: look at it then.
     loop {
-        let mut prefix = [0u8; 4];
-        std::io::Read::read_exact(&mut output, &mut prefix).expect("a frame from the helper");
-        let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-        std::io::Read::read_exact(&mut output, &mut body).unwrap();
+        let body = receive(&mut output);
         match serde_json::from_slice(&body).unwrap() {
             ToCaller::Ask { .. } => break,
             ToCaller::Delay { .. } => {}
