@@ -116,11 +116,13 @@ impl Cluster {
         self.var("PAM_MFA_PG_PORT").parse().unwrap()
     }
 
-    /// Runs SQL as the superuser over the cluster's socket; its output, unaligned.
-    pub fn psql(&self, database: &str, sql: &str) -> String {
-        let mut command = as_owner(&format!("{}/psql", self.var("PAM_MFA_PG_BIN")));
+    /// `program` (psql, pg_dump) as the cluster's owner, with `options`, connected to
+    /// `database` as the superuser over the cluster's socket.
+    fn superuser(&self, program: &str, options: &[&str], database: &str) -> Command {
+        let mut command = as_owner(&format!("{}/{program}", self.var("PAM_MFA_PG_BIN")));
         command
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .args(options)
+            .arg("-h")
             .arg(self.var("PAM_MFA_PG_SOCKET"))
             .args([
                 "-p",
@@ -129,9 +131,14 @@ impl Cluster {
                 "postgres",
                 "-d",
                 database,
-                "-c",
-                sql,
             ]);
+        command
+    }
+
+    /// Runs SQL as the superuser over the cluster's socket; its output, unaligned.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let mut command = self.superuser("psql", PSQL_OPTIONS, database);
+        command.args(["-c", sql]);
         let output = command.output().expect("run psql");
         assert!(
             output.status.success(),
@@ -144,17 +151,7 @@ impl Cluster {
     /// An interactive psql as the superuser, its input and output piped (unaligned, tuples
     /// only): for a transaction that a test holds open while something else runs.
     pub fn session(&self, database: &str) -> std::process::Child {
-        as_owner(&format!("{}/psql", self.var("PAM_MFA_PG_BIN")))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(self.var("PAM_MFA_PG_SOCKET"))
-            .args([
-                "-p",
-                self.var("PAM_MFA_PG_PORT"),
-                "-U",
-                "postgres",
-                "-d",
-                database,
-            ])
+        self.superuser("psql", PSQL_OPTIONS, database)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -163,14 +160,7 @@ impl Cluster {
 
     /// pg_dump of a database as the superuser: everything in it, as text.
     pub fn dump(&self, database: &str) -> String {
-        let mut command = as_owner(&format!("{}/pg_dump", self.var("PAM_MFA_PG_BIN")));
-        command.arg("-h").arg(self.var("PAM_MFA_PG_SOCKET")).args([
-            "-p",
-            self.var("PAM_MFA_PG_PORT"),
-            "-U",
-            "postgres",
-            database,
-        ]);
+        let mut command = self.superuser("pg_dump", &[], database);
         let output = command.output().expect("run pg_dump");
         assert!(
             output.status.success(),
@@ -284,6 +274,9 @@ impl Db {
         )
     }
 }
+
+/// psql without ~/.psqlrc, quiet, unaligned, tuples only, stopping at the first error.
+const PSQL_OPTIONS: &[&str] = &["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"];
 
 fn as_owner(program: &str) -> Command {
     if nix_is_root() {
